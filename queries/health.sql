@@ -1,0 +1,3 @@
+-- name: ping
+-- Liveness probe for GET /health: one round trip, touches no table.
+SELECT 1;

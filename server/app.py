@@ -1,0 +1,161 @@
+"""The app factory: ``create_app(settings)`` wires settings, pools, the broker and the routes."""
+
+from __future__ import annotations
+
+import logging
+import resource
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_cors
+from aiohttp import web
+
+from . import keys
+from .broker import Broker, Publisher, connect
+from .db import Database, create_pool, redact_url
+from .errors import error_middleware
+from .health import health
+from .metrics import Metrics, metrics_handler
+from .middleware import observe_middleware
+from .migrations import migrate
+from .settings import Settings
+from .sql import Queries
+from .streams import StreamRegistry
+from .values import handlers as values
+from .values.writer import FEED_CHANNEL, FeedWriter
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def sse_capacity(settings: Settings) -> int:
+    """How many SSE connections this process accepts: the setting, bounded by descriptors
+    left after the reserve for pools, logs and ordinary requests."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return settings.sse_max_connections
+    available = soft - settings.fd_reserve - settings.db_pool_max
+    return max(1, min(settings.sse_max_connections, available))
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
+    """Every route of the service. Each answers with and without a trailing slash."""
+    routes: list[web.AbstractRoute] = []
+
+    def add(method: str, path: str, handler: object, name: str) -> None:
+        bare = path.rstrip("/") or "/"
+        routes.append(app.router.add_route(method, bare, handler, name=name))  # type: ignore[arg-type]
+        if bare != "/":
+            routes.append(app.router.add_route(method, bare + "/", handler))  # type: ignore[arg-type]
+
+    add("GET", "/", index, "index")
+    add("GET", "/health", health, "health")
+    add("GET", "/metrics", metrics_handler, "metrics")
+    # The value feed (LiveDataStream-compatible)
+    add("POST", "/add-value/", values.add_value, "add_value")
+    add("GET", "/events/", values.feed_events, "feed_events")
+    add("GET", "/values", values.list_values, "list_values")
+    return routes
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.settings_key]
+    assert settings.database_url, "create_app needs DATABASE_URL (run.py embeds one if unset)"
+    queries = Queries()
+    pool = await create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        command_timeout=settings.db_command_timeout,
+    )
+    log.info("database: %s (pool %d..%d)", redact_url(settings.database_url),
+             settings.db_pool_min, settings.db_pool_max)
+    try:
+        if settings.migrate_on_start:
+            async with pool.acquire() as conn:
+                await migrate(conn, queries)
+        app[keys.db_key] = Database(pool, queries)
+        yield
+    finally:
+        await pool.close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.settings_key]
+    assert settings.redis_url, "create_app needs REDIS_URL (run.py embeds one if unset)"
+    client = connect(settings.redis_url)
+    log.info("redis: %s (channel prefix %r)", redact_url(settings.redis_url),
+             settings.redis_prefix)
+    registry = app[keys.streams_key]
+    broker = Broker(client, settings.redis_prefix, registry.deliver, registry.catch_up_all)
+    publisher = Publisher(client, settings.redis_prefix)
+    app[keys.redis_key] = client
+    app[keys.broker_key] = broker
+    app[keys.publisher_key] = publisher
+    publisher.start()
+    await broker.start()
+    # The feed is one channel every process wants: subscribe it once, for good.
+    await broker.subscribe(FEED_CHANNEL)
+    try:
+        yield
+    finally:
+        await broker.stop()
+        await publisher.stop()
+        await client.aclose()
+
+
+async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    writer = FeedWriter(app[keys.db_key], app[keys.publisher_key], app[keys.settings_key].feed_batch_max)
+    app[keys.feed_writer_key] = writer
+    writer.start()
+    try:
+        yield
+    finally:
+        await writer.stop()
+
+
+async def close_streams(app: web.Application) -> None:
+    app[keys.streams_key].close_all()
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    if "request_id" in request:
+        response.headers["X-Request-ID"] = request["request_id"]
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[keys.settings_key] = settings
+    metrics = app[keys.metrics_key] = Metrics()
+
+    async def subscribe(channel: str) -> None:
+        await app[keys.broker_key].subscribe(channel)
+
+    async def unsubscribe(channel: str) -> None:
+        if channel != FEED_CHANNEL:
+            await app[keys.broker_key].unsubscribe(channel)
+
+    app[keys.streams_key] = StreamRegistry(
+        settings, metrics, subscribe, unsubscribe, cap=sse_capacity(settings)
+    )
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, feed_ctx])
+    app.on_shutdown.append(close_streams)
+    app.on_response_prepare.append(add_request_id)
+
+    routes = setup_routes(app)
+    if settings.cors_origins:
+        options = aiohttp_cors.ResourceOptions(
+            allow_credentials=True, expose_headers="*", allow_headers="*"
+        )
+        cors = aiohttp_cors.setup(app, defaults={o: options for o in settings.cors_origins})
+        for route in routes:
+            cors.add(route)
+    return app

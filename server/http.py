@@ -1,0 +1,135 @@
+"""Request and response helpers shared by every handler: JSON bodies, validation, pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import hdrs, web
+from marshmallow import Schema, ValidationError
+
+from .errors import ApiError, validation_error
+
+MAX_JSON_DEPTH = 32
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def rfc3339(value: datetime) -> str:
+    """A timestamp as the API writes it: RFC 3339 in UTC, "2024-01-15T10:00:00Z"."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Sequence[Any] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or the API's 400/413/415 answer.
+
+    A body without any Content-Type header is read as JSON, as the LiveDataStream app did;
+    one that declares another type is 415.
+    """
+    if hdrs.CONTENT_TYPE in request.headers:
+        content_type = request.content_type
+        if content_type != "application/json" and not (
+            content_type.startswith("application/") and content_type.endswith("+json")
+        ):
+            raise ApiError(415, f"the body must be application/json, not {content_type}")
+    body = await request.read()  # aiohttp raises 413 past client_max_size
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    if _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise ApiError(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested error dict as {"a.b": ["message", ...]}."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            flat.update(flatten_errors(value, name))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        flat[prefix or "_body"] = list(messages)
+    elif isinstance(messages, list):
+        for i, value in enumerate(messages):
+            flat.update(flatten_errors(value, f"{prefix}.{i}" if prefix else str(i)))
+    else:
+        flat[prefix or "_body"] = [str(messages)]
+    return flat
+
+
+def load(schema: Schema, data: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        result = schema.load(data)
+    except ValidationError as exc:
+        raise validation_error(flatten_errors(exc.messages)) from None
+    assert isinstance(result, dict)
+    return result
+
+
+async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
+    return load(schema, await read_json_object(request))
+
+
+def page_limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT:
+        return int(raw)
+    raise validation_error({"limit": [f"must be an integer from 1 to {MAX_LIMIT}"]})
+
+
+def encode_cursor(position: Mapping[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
+
+
+def decode_cursor(request: web.Request, keys: Mapping[str, type]) -> dict[str, Any] | None:
+    """The position in ``?cursor=``, with exactly ``keys`` of those types, or 422 naming cursor."""
+    raw = request.query.get("cursor")
+    if raw is None or raw == "":
+        return None
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (binascii.Error, ValueError):
+        data = None
+    if (
+        isinstance(data, dict)
+        and set(data) == set(keys)
+        and all(type(data[k]) is t for k, t in keys.items())
+    ):
+        return data
+    raise validation_error({"cursor": ["not a cursor this list handed out"]})
+
+
+def page(items: list[Any], limit: int, next_position: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"items": items, "next": encode_cursor(next_position) if next_position else None}

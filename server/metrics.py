@@ -1,0 +1,56 @@
+"""Prometheus metrics (API.md, "Operations"), one registry per app so that tests can run
+several apps in one process."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from . import keys
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered, by route pattern and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request (for a stream: until its headers are sent)",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.sse_connections = Gauge(
+            "sse_connections", "Open SSE connections", ["stream"], registry=self.registry
+        )
+        self.delivered = Counter(
+            "sse_messages_delivered_total",
+            "SSE messages written to a connection (live or replayed)",
+            registry=self.registry,
+        )
+        self.dropped = Counter(
+            "sse_messages_dropped_total",
+            "Live SSE messages not written because the connection's queue was full",
+            registry=self.registry,
+        )
+        self.slow_disconnects = Counter(
+            "sse_slow_consumer_disconnects_total",
+            "SSE connections closed because the client stopped reading",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "sse_connections_rejected_total",
+            "SSE connections refused with 503 because the process is at its cap",
+            registry=self.registry,
+        )
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[keys.metrics_key].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,79 @@
+"""Request ids, the access log and request metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from . import keys
+from .errors import Handler
+
+access_log = logging.getLogger("server.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SECRET_PARAMS = {"access_token", "token"}
+
+
+def redact_query(query_string: str) -> str:
+    """The query string with token values replaced, fit for a log line."""
+    if not query_string:
+        return ""
+    pairs = parse_qsl(query_string, keep_blank_values=True)
+    return urlencode([(k, "***" if k in _SECRET_PARAMS else v) for k, v in pairs])
+
+
+def route_label(request: web.Request) -> str:
+    """The route pattern ("/tasks/{task_id}"), never the raw path: bounded label values."""
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return "<unmatched>"
+    canonical = resource.canonical
+    return canonical.rstrip("/") or "/"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    supplied = request.headers.get("X-Request-ID", "")
+    request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request["request_id"] = request_id
+    request["started"] = time.perf_counter()
+    metrics = request.app[keys.metrics_key]
+    route = route_label(request)
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.duration.labels(request.method, route).observe(
+            time.perf_counter() - request["started"]
+        )
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line a request: method, path (tokens redacted), status, size, duration, request id."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        query = redact_query(request.query_string)
+        path = f"{request.path}?{query}" if query else request.path
+        self.logger.info(
+            '%s "%s %s" %d %d %.1fms request_id=%s',
+            request.remote,
+            request.method,
+            path,
+            response.status,
+            response.body_length,
+            time * 1000,
+            request.get("request_id", "-"),
+        )

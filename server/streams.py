@@ -1,0 +1,376 @@
+"""Server-Sent Event streams: replay from PostgreSQL, then live news from the broker.
+
+Every open connection belongs to the hub of its channel ("feed", or "user:<id>"). The broker
+hands each Redis message to ``StreamRegistry.deliver``, and the hub's fan-out loop writes the
+message's bytes, encoded and chunk-framed once per message, straight to every connection's
+transport that is live and in sequence: no coroutine is woken per connection per message.
+
+A connection is live once it has caught up from PostgreSQL. A live message whose first id is
+not ``last_sent + 1`` means a gap (publishes from two processes can reach Redis out of commit
+order, and a process can die between COMMIT and PUBLISH), so the connection leaves the live
+path and re-reads PostgreSQL from ``last_sent`` before going on. A message at or below
+``last_sent`` is dropped as already sent. A connection whose unsent bytes pass the queue bound
+is cut, and its client resumes with Last-Event-ID like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+from aiohttp_sse import EventSourceResponse
+
+from . import keys
+from .db import is_unavailable
+from .errors import RETRY_AFTER_SECONDS, ApiError
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+REPLAY_PAGE = 500
+MAX_ID = 2**63 - 1
+
+
+def encode_event(event_id: int, data: str, event: str | None = None) -> bytes:
+    """One SSE frame; a multi-line value becomes several ``data:`` lines."""
+    lines = [f"id: {event_id}"]
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in _LINE_BREAK.split(data))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def chunk(raw: bytes) -> bytes:
+    """``raw`` framed as one HTTP/1.1 chunk, as aiohttp's own writer would frame it."""
+    return b"%x\r\n%b\r\n" % (len(raw), raw)
+
+
+def encode_news(first_id: int, last_id: int, frames: bytes) -> bytes:
+    """The Redis message for frames ``first_id..last_id`` of one channel."""
+    return b"%d %d\n%b" % (first_id, last_id, frames)
+
+
+def decode_news(payload: bytes) -> tuple[int, int, bytes]:
+    header, _, frames = payload.partition(b"\n")
+    first, last = header.split(b" ", 1)
+    return int(first), int(last), frames
+
+
+@dataclass(frozen=True)
+class Bounds:
+    oldest: int | None  # oldest id still kept, None when nothing is kept
+    newest: int  # newest id committed (0 before the first)
+
+
+class Source(Protocol):
+    """Where a stream's history lives (PostgreSQL)."""
+
+    kind: str  # the metrics label: "feed" or "user"
+
+    async def bounds(self) -> Bounds: ...
+
+    async def after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+
+class Stream:
+    """One open SSE connection."""
+
+    __slots__ = (
+        "_closed_task",
+        "_wake",
+        "chunked",
+        "closed",
+        "dirty",
+        "hub",
+        "last_sent",
+        "live",
+        "response",
+        "transport",
+    )
+
+    def __init__(self, response: EventSourceResponse, transport: asyncio.Transport, chunked: bool,
+                 hub: Hub) -> None:
+        self.response = response
+        self.transport = transport
+        self.chunked = chunked
+        self.hub = hub
+        self.last_sent = 0
+        self.live = False  # True once caught up: the fan-out loop then writes to it directly
+        self.dirty = False  # news arrived while not live: read PostgreSQL again before going live
+        self.closed = False
+        self._wake = asyncio.Event()
+        self._closed_task: asyncio.Future[None] | None = None
+
+    def leave_live(self) -> None:
+        self.live = False
+        self.dirty = True
+        self._wake.set()
+
+    def cut(self, reason: str) -> None:
+        """Drop the connection at once (a stalled reader never drains a graceful close)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.live = False
+        log.info("sse %s stream cut: %s", self.hub.channel, reason)
+        self.transport.abort()
+        self._wake.set()
+
+    async def wait_for_wake(self) -> bool:
+        """Wait until news needs a PostgreSQL read (True) or the connection ends (False)."""
+        if self._closed_task is None:
+            self._closed_task = asyncio.ensure_future(self.response.wait())
+        if not self._wake.is_set():
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait(
+                    {waiter, self._closed_task}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                waiter.cancel()
+        self._wake.clear()
+        if self._closed_task.done() or self.closed or self.transport.is_closing():
+            self.closed = True
+            return False
+        return True
+
+    def close_task(self) -> None:
+        if self._closed_task is not None:
+            self._closed_task.cancel()
+
+
+class Hub:
+    """The local streams of one channel."""
+
+    __slots__ = ("channel", "metrics", "queue_bytes", "streams")
+
+    def __init__(self, channel: str, queue_bytes: int, metrics: Metrics) -> None:
+        self.channel = channel
+        self.streams: set[Stream] = set()
+        self.queue_bytes = queue_bytes
+        self.metrics = metrics
+
+    def deliver(self, first: int, last: int, raw: bytes) -> None:
+        """The fan-out hot path: one loop, one encoding, no awaits."""
+        framed = chunk(raw)
+        limit = self.queue_bytes
+        delivered = dropped = 0
+        for stream in self.streams:
+            if not stream.live:
+                stream.dirty = True
+                continue
+            sent = stream.last_sent
+            if last <= sent:
+                continue
+            if first != sent + 1:
+                stream.leave_live()
+                continue
+            transport = stream.transport
+            if transport.is_closing():
+                stream.cut("client gone")
+                continue
+            if transport.get_write_buffer_size() > limit:
+                dropped += 1
+                self.metrics.slow_disconnects.inc()
+                stream.cut(f"slow consumer, over {limit} bytes unsent")
+                continue
+            transport.write(framed if stream.chunked else raw)
+            stream.last_sent = last
+            delivered += 1
+        if delivered:
+            self.metrics.delivered.inc(delivered)
+        if dropped:
+            self.metrics.dropped.inc(dropped)
+
+    def catch_up_all(self) -> None:
+        for stream in self.streams:
+            if not stream.closed:
+                stream.leave_live()
+
+
+class StreamRegistry:
+    """Every open stream of this process, by channel; subscribes the broker as hubs come and go."""
+
+    def __init__(self, settings: Settings, metrics: Metrics,
+                 subscribe: Callable[[str], Awaitable[None]],
+                 unsubscribe: Callable[[str], Awaitable[None]],
+                 cap: int) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.hubs: dict[str, Hub] = {}
+        self.cap = cap
+        self.count = 0
+        self._subscribe = subscribe
+        self._unsubscribe = unsubscribe
+        self._responses: set[EventSourceResponse] = set()
+        self.stopping = False
+
+    def deliver(self, channel: str, payload: bytes) -> None:
+        hub = self.hubs.get(channel)
+        if hub is None:
+            return
+        try:
+            first, last, frames = decode_news(payload)
+        except ValueError:
+            log.warning("ignored a malformed message on channel %s", channel)
+            return
+        hub.deliver(first, last, frames)
+
+    def catch_up_all(self) -> None:
+        """After the broker reconnects: messages may have been lost, re-read PostgreSQL."""
+        for hub in self.hubs.values():
+            hub.catch_up_all()
+
+    async def _join(self, channel: str) -> Hub:
+        hub = self.hubs.get(channel)
+        if hub is None:
+            hub = self.hubs[channel] = Hub(channel, self.settings.sse_queue_bytes, self.metrics)
+            await self._subscribe(channel)
+        return hub
+
+    async def _leave(self, stream: Stream) -> None:
+        hub = stream.hub
+        hub.streams.discard(stream)
+        if not hub.streams and self.hubs.get(hub.channel) is hub:
+            del self.hubs[hub.channel]
+            await self._unsubscribe(hub.channel)
+
+    def close_all(self) -> None:
+        """On shutdown: end every stream cleanly; clients resume elsewhere with Last-Event-ID."""
+        self.stopping = True
+        for response in list(self._responses):
+            with contextlib.suppress(RuntimeError):
+                response.stop_streaming()
+
+    def close_channel(self, channel: str) -> None:
+        hub = self.hubs.get(channel)
+        if hub is not None:
+            for stream in list(hub.streams):
+                stream.cut("closed by the server")
+
+    async def serve(self, request: web.Request, channel: str, source: Source) -> web.StreamResponse:
+        """Run one SSE connection from its first byte to its end."""
+        if self.stopping:
+            raise ApiError(503, "the server is shutting down", headers={"Retry-After": "1"})
+        if self.count >= self.cap:
+            self.metrics.rejected.inc()
+            raise ApiError(
+                503,
+                f"this server holds its maximum of {self.cap} streams; try again shortly",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        requested = request.headers.get("Last-Event-ID")
+        if requested is None:
+            requested = request.query.get("last_event_id")
+        settings = self.settings
+        response = EventSourceResponse(
+            sep="\n",
+            ping_interval=settings.sse_heartbeat_seconds,
+            send_timeout=settings.sse_send_timeout,
+        )
+        gauge = self.metrics.sse_connections.labels(source.kind)
+        self.count += 1
+        gauge.inc()
+        stream: Stream | None = None
+        try:
+            await response.prepare(request)
+            self._responses.add(response)
+            # The first write sends the headers too; after it, frames may go to the transport.
+            await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
+            transport = request.transport
+            if transport is None:
+                return response
+            hub = await self._join(channel)
+            stream = Stream(response, transport, request.version >= HttpVersion11, hub)
+            hub.streams.add(stream)  # subscribed before the first read: nothing falls between
+            await self._run(stream, source, requested)
+        except (ConnectionError, TimeoutError):
+            pass  # the client went away while we wrote to it
+        except Exception:
+            # Headers are sent: no error body is possible, so end the stream; the client resumes.
+            log.exception("sse %s stream failed request_id=%s", channel, request.get("request_id"))
+        finally:
+            self.count -= 1
+            gauge.dec()
+            self._responses.discard(response)
+            if stream is not None:
+                stream.close_task()
+                await self._leave(stream)
+        return response
+
+    async def _start_position(self, stream: Stream, source: Source, requested: str | None) -> None:
+        bounds = await source.bounds()
+        if requested is None:
+            stream.last_sent = bounds.newest  # live messages only
+            return
+        valid = requested.isascii() and requested.isdigit() and int(requested) <= bounds.newest
+        oldest = bounds.oldest if bounds.oldest is not None else bounds.newest + 1
+        if valid and int(requested) >= oldest - 1:
+            stream.last_sent = int(requested)
+            return
+        stream.last_sent = bounds.newest
+        reset = orjson.dumps({"last_event_id": bounds.newest}).decode()
+        await self._write(stream, encode_event(bounds.newest, reset, "reset"))
+
+    async def _run(self, stream: Stream, source: Source, requested: str | None) -> None:
+        started = False
+        backoff = 0.5
+        while not stream.closed:
+            try:
+                if not started:
+                    await self._start_position(stream, source, requested)
+                    started = True
+                await self._catch_up(stream, source)
+                backoff = 0.5
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                # PostgreSQL is away: keep the stream open (heartbeats go on) and try again.
+                log.warning("sse %s: database unavailable, retrying in %.1f s", stream.hub.channel,
+                            backoff)
+                stream.dirty = True
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await stream.wait_for_wake()
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if not await stream.wait_for_wake():
+                return
+
+    async def _write(self, stream: Stream, data: bytes) -> bool:
+        """Write through aiohttp (with flow control); a stalled or gone client is cut."""
+        try:
+            async with asyncio.timeout(self.settings.sse_send_timeout):
+                await stream.response.write(data)
+        except TimeoutError:
+            stream.cut("send timed out")
+            return False
+        except (ConnectionError, RuntimeError):
+            stream.cut("client gone")
+            return False
+        return True
+
+    async def _catch_up(self, stream: Stream, source: Source) -> None:
+        """Write everything after last_sent from PostgreSQL, then go live."""
+        stream.live = False
+        while not stream.closed:
+            stream.dirty = False
+            rows = await source.after(stream.last_sent, REPLAY_PAGE)
+            if rows:
+                if not await self._write(stream, b"".join(frame for _, frame in rows)):
+                    return
+                stream.last_sent = rows[-1][0]
+                self.metrics.delivered.inc(len(rows))
+            if len(rows) < REPLAY_PAGE and not stream.dirty:
+                stream.live = True
+                return

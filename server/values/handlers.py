@@ -1,0 +1,62 @@
+"""Handlers and schemas of the value feed (API.md, "The value feed")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from marshmallow import Schema, fields
+
+from .. import keys
+from ..fields import Text
+from ..http import decode_cursor, json_response, page, page_limit, read_body, rfc3339
+from ..streams import MAX_ID
+from .repository import FeedSource, ValuesRepository
+from .writer import FEED_CHANNEL
+
+
+class AddValueSchema(Schema):
+    value = Text(required=True, min_length=1, max_length=10_000)
+
+
+class ValueSchema(Schema):
+    id = fields.Integer(required=True)
+    value = fields.String(required=True)
+    created_at = fields.DateTime(required=True, format="iso")
+
+
+class ValuePageSchema(Schema):
+    items = fields.List(fields.Nested(ValueSchema), required=True)
+    next = fields.String(allow_none=True, required=True)
+
+
+class AddValueResponseSchema(Schema):
+    message = fields.String(required=True)
+
+
+_add_value_schema = AddValueSchema()
+
+
+async def add_value(request: web.Request) -> web.Response:
+    """Store a value; answer once it is committed. Every /events/ stream then gets it."""
+    body = await read_body(request, _add_value_schema)
+    await request.app[keys.feed_writer_key].add(body["value"])
+    return json_response({"message": "Value added successfully"})
+
+
+async def feed_events(request: web.Request) -> web.StreamResponse:
+    """The live feed over SSE: `id: <value id>` and `data: <value>` per value."""
+    registry = request.app[keys.streams_key]
+    return await registry.serve(request, FEED_CHANNEL, FeedSource(request.app[keys.db_key]))
+
+
+async def list_values(request: web.Request) -> web.Response:
+    """Stored values, newest first, keyset-paginated on id."""
+    limit = page_limit(request)
+    cursor = decode_cursor(request, {"before": int})
+    before = cursor["before"] if cursor else MAX_ID
+    rows = await ValuesRepository(request.app[keys.db_key]).list_before(before, limit + 1)
+    items = [
+        {"id": r["id"], "value": r["value"], "created_at": rfc3339(r["created_at"])}
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return json_response(page(items, limit, {"before": items[-1]["id"]} if more else None))

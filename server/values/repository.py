@@ -1,0 +1,49 @@
+"""SQL for the value feed: queries/values.sql."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from ..db import Runner
+from ..streams import Bounds, encode_event
+
+
+class ValuesRepository:
+    def __init__(self, db: Runner) -> None:
+        self.db = db
+
+    async def insert_batch(self, values: list[str]) -> list[tuple[int, datetime]]:
+        """Insert values with gapless ids; result i belongs to values[i]."""
+        rows = await self.db.fetch("values.insert_values", values=values)
+        rows.sort(key=lambda r: r["id"])
+        return [(r["id"], r["created_at"]) for r in rows]
+
+    async def list_before(self, before_id: int, limit: int) -> list[asyncpg.Record]:
+        return await self.db.fetch("values.list_values_before", before_id=before_id,
+                                   max_rows=limit)
+
+    async def list_after(self, after_id: int, limit: int) -> list[asyncpg.Record]:
+        return await self.db.fetch("values.list_values_after", after_id=after_id, max_rows=limit)
+
+    async def bounds(self) -> Bounds:
+        row = await self.db.fetchrow("values.get_feed_bounds")
+        assert row is not None
+        return Bounds(oldest=row["oldest_id"], newest=row["newest_id"])
+
+
+class FeedSource:
+    """The feed's history for SSE replay."""
+
+    kind = "feed"
+
+    def __init__(self, db: Runner) -> None:
+        self.repo = ValuesRepository(db)
+
+    async def bounds(self) -> Bounds:
+        return await self.repo.bounds()
+
+    async def after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = await self.repo.list_after(last_id, limit)
+        return [(r["id"], encode_event(r["id"], r["value"])) for r in rows]
