@@ -38,3 +38,16 @@ LIMIT :max_rows;
 SELECT
     (SELECT min(id) FROM feed_values) AS oldest_id,
     (SELECT last_id FROM feed_counter WHERE singleton) AS newest_id;
+
+-- name: prune_values
+-- Retention: deletes up to :batch_size of the oldest values created before :cutoff, oldest
+-- first, so the kept ids stay one contiguous range. Walks feed_values_pkey from its low end;
+-- called in a loop until it deletes nothing.
+DELETE FROM feed_values
+WHERE id IN (
+    SELECT id
+    FROM feed_values
+    WHERE created_at < :cutoff
+    ORDER BY id
+    LIMIT :batch_size
+);

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import resource
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp_cors
@@ -18,10 +21,12 @@ from .health import health
 from .metrics import Metrics, metrics_handler
 from .middleware import observe_middleware
 from .migrations import migrate
+from .retention import run_periodically
 from .settings import Settings
 from .sql import Queries
 from .streams import StreamRegistry
 from .values import handlers as values
+from .values.repository import ValuesRepository
 from .values.writer import FEED_CHANNEL, FeedWriter
 
 log = logging.getLogger(__name__)
@@ -73,8 +78,12 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         max_size=settings.db_pool_max,
         command_timeout=settings.db_command_timeout,
     )
-    log.info("database: %s (pool %d..%d)", redact_url(settings.database_url),
-             settings.db_pool_min, settings.db_pool_max)
+    log.info(
+        "database: %s (pool %d..%d)",
+        redact_url(settings.database_url),
+        settings.db_pool_min,
+        settings.db_pool_max,
+    )
     try:
         if settings.migrate_on_start:
             async with pool.acquire() as conn:
@@ -89,8 +98,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings_key]
     assert settings.redis_url, "create_app needs REDIS_URL (run.py embeds one if unset)"
     client = connect(settings.redis_url)
-    log.info("redis: %s (channel prefix %r)", redact_url(settings.redis_url),
-             settings.redis_prefix)
+    log.info("redis: %s (channel prefix %r)", redact_url(settings.redis_url), settings.redis_prefix)
     registry = app[keys.streams_key]
     broker = Broker(client, settings.redis_prefix, registry.deliver, registry.catch_up_all)
     publisher = Publisher(client, settings.redis_prefix)
@@ -110,12 +118,29 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
-    writer = FeedWriter(app[keys.db_key], app[keys.publisher_key], app[keys.settings_key].feed_batch_max)
+    settings = app[keys.settings_key]
+    db = app[keys.db_key]
+    writer = FeedWriter(db, app[keys.publisher_key], settings.feed_batch_max)
     app[keys.feed_writer_key] = writer
     writer.start()
+    pruner = None
+    if settings.feed_retention_days > 0:
+        pruner = asyncio.create_task(
+            run_periodically(
+                "feed values",
+                ValuesRepository(db).prune,
+                timedelta(days=settings.feed_retention_days),
+                settings.prune_interval_seconds,
+            ),
+            name="feed-retention",
+        )
     try:
         yield
     finally:
+        if pruner is not None:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
         await writer.stop()
 
 
@@ -124,8 +149,8 @@ async def close_streams(app: web.Application) -> None:
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    if "request_id" in request:
-        response.headers["X-Request-ID"] = request["request_id"]
+    if keys.request_id_key in request:
+        response.headers["X-Request-ID"] = request[keys.request_id_key]
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -88,8 +88,11 @@ class Broker:
             async with asyncio.timeout(wait):
                 await confirmed
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("redis subscribe %s failed (%s); streams catch up on reconnect", channel,
-                        type(exc).__name__)
+            log.warning(
+                "redis subscribe %s failed (%s); streams catch up on reconnect",
+                channel,
+                type(exc).__name__,
+            )
         finally:
             self._confirmations.pop(name, None)
 
@@ -123,8 +126,9 @@ class Broker:
                 raise
             except (RedisError, OSError, ConnectionError) as exc:
                 if self.connected or failures == 0:
-                    log.warning("redis pub/sub lost (%s: %s); reconnecting", type(exc).__name__,
-                                exc)
+                    log.warning(
+                        "redis pub/sub lost (%s: %s); reconnecting", type(exc).__name__, exc
+                    )
                 failures += 1
             finally:
                 self.connected = False
@@ -187,7 +191,7 @@ class Publisher:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain):
-                while not self._queue.empty():
+                while not self._queue.empty():  # noqa: ASYNC110 - a short bounded drain at exit
                     await asyncio.sleep(0.01)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -212,5 +216,9 @@ class Publisher:
                 now = time.monotonic()
                 if now - self._last_warning > 30:
                     self._last_warning = now
-                    log.warning("redis publish failed (%s); %d messages not published so far; "
-                                "streams recover from PostgreSQL", type(exc).__name__, self.dropped)
+                    log.warning(
+                        "redis publish failed (%s); %d messages not published so far; "
+                        "streams recover from PostgreSQL",
+                        type(exc).__name__,
+                        self.dropped,
+                    )

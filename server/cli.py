@@ -93,16 +93,20 @@ async def check_sql(settings: Settings, queries_dir: Path, migrations_dir: Path)
                 statement = await conn.prepare(query.sql)
             except asyncpg.PostgresError as exc:
                 failures += 1
-                print(f"check-sql: [{i}/{len(queries)}] FAIL {name} ({query.path}): "
-                      f"{type(exc).__name__}: {exc}")
+                print(
+                    f"check-sql: [{i}/{len(queries)}] FAIL {name} ({query.path}): "
+                    f"{type(exc).__name__}: {exc}"
+                )
                 continue
             params = ", ".join(
-                f":{p} {t.name}" for p, t in zip(query.params, statement.get_parameters(),
-                                                  strict=False)
+                f":{p} {t.name}"
+                for p, t in zip(query.params, statement.get_parameters(), strict=False)
             )
             columns = ", ".join(f"{a.name} {a.type.name}" for a in statement.get_attributes())
-            print(f"check-sql: [{i}/{len(queries)}] ok {name}({params})"
-                  + (f" -> {columns}" if columns else ""))
+            print(
+                f"check-sql: [{i}/{len(queries)}] ok {name}({params})"
+                + (f" -> {columns}" if columns else "")
+            )
     finally:
         await conn.close()
     print(f"check-sql: {len(queries) - failures} ok, {failures} failed")
@@ -115,14 +119,22 @@ def serve(settings: Settings, workers: int, reuse_port: bool) -> int:
     from .app import create_app
     from .middleware import AccessLogger
 
-    soft, hard = raise_open_files_limit()
+    soft, _ = raise_open_files_limit()
     with services(settings) as resolved:
-        log.info("database %s, redis %s", redact_url(resolved.database_url or ""),
-                 redact_url(resolved.redis_url or ""))
+        log.info(
+            "database %s, redis %s",
+            redact_url(resolved.database_url or ""),
+            redact_url(resolved.redis_url or ""),
+        )
         if workers > 1:
             return _serve_workers(resolved, workers)
-        log.info("serving on http://%s:%d (pid %d, open files limit %d)",
-                 resolved.host, resolved.port, os.getpid(), soft)
+        log.info(
+            "serving on http://%s:%d (pid %d, open files limit %d)",
+            resolved.host,
+            resolved.port,
+            os.getpid(),
+            soft,
+        )
         web.run_app(
             create_app(resolved),
             host=resolved.host,
@@ -141,14 +153,24 @@ def _serve_workers(settings: Settings, workers: int) -> int:
     """N processes sharing the port with SO_REUSEPORT; this one migrates, then supervises."""
     asyncio.run(run_migrations(settings))
     env = dict(os.environ)
-    env.update(DATABASE_URL=settings.database_url or "", REDIS_URL=settings.redis_url or "",
-               MIGRATE_ON_START="false", HOST=settings.host, PORT=str(settings.port))
+    env.update(
+        DATABASE_URL=settings.database_url or "",
+        REDIS_URL=settings.redis_url or "",
+        MIGRATE_ON_START="false",
+        HOST=settings.host,
+        PORT=str(settings.port),
+    )
     children = [
         subprocess.Popen([sys.executable, str(RUN_PY), "serve", "--reuse-port"], env=env)
         for _ in range(workers)
     ]
-    log.info("started %d workers on http://%s:%d: pids %s", workers, settings.host,
-             settings.port, " ".join(str(c.pid) for c in children))
+    log.info(
+        "started %d workers on http://%s:%d: pids %s",
+        workers,
+        settings.host,
+        settings.port,
+        " ".join(str(c.pid) for c in children),
+    )
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for child in children:
@@ -172,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--workers", type=int, default=1, help="processes sharing the port")
         p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("migrate", help="apply pending migrations and show what was applied")
-    check = sub.add_parser("check-sql", help="prepare every statement in queries/ against "
-                                             "the migrated database")
+    check = sub.add_parser(
+        "check-sql", help="prepare every statement in queries/ against the migrated database"
+    )
     check.add_argument("--queries-dir", type=Path, default=QUERIES_DIR)
     check.add_argument("--migrations-dir", type=Path, default=MIGRATIONS_DIR)
     args = parser.parse_args(argv)

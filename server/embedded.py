@@ -82,16 +82,17 @@ class RedisProcess:
             args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet at this point
+            preexec_fn=_die_with_parent,  # runs before exec; no threads exist here
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 raise RuntimeError(f"embedded Redis exited at start: {err.strip()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
-            ) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
+            ):
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
                     return self
@@ -168,4 +169,3 @@ def embedded_services(
         if pg is not None:
             stop_postgres(pg)
             log.info("embedded PostgreSQL stopped")
-

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from . import keys
 from .db import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,14 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.St
         raise exc  # redirects and the like pass through untouched
     kept = {"allow", "www-authenticate", "retry-after"}
     headers = {k: v for k, v in exc.headers.items() if k.lower() in kept}
-    detail = {
-        404: f"no resource at {request.path}",
-        405: f"{request.method} is not allowed on {request.path}",
-    }.get(exc.status) or exc.text or exc.reason
+    detail = (
+        {
+            404: f"no resource at {request.path}",
+            405: f"{request.method} is not allowed on {request.path}",
+        }.get(exc.status)
+        or exc.text
+        or exc.reason
+    )
     return problem_response(exc.status, detail, headers=headers)
 
 
@@ -98,7 +103,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if is_unavailable(exc):
             log.warning(
                 "database unavailable: %s %s -> 503 (%s) request_id=%s",
-                request.method, request.path, type(exc).__name__, request.get("request_id"),
+                request.method,
+                request.path,
+                type(exc).__name__,
+                request.get(keys.request_id_key),
             )
             return problem_response(
                 503,
@@ -107,7 +115,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             )
         log.exception(
             "unhandled error: %s %s request_id=%s",
-            request.method, request.path, request.get("request_id"),
+            request.method,
+            request.path,
+            request.get(keys.request_id_key),
         )
         return problem_response(
             500, f"internal error; quote request id {request.get('request_id')} when reporting it"

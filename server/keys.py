@@ -8,12 +8,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .broker import Broker, Publisher
-    from .db import Database
-    from .metrics import Metrics
-    from .settings import Settings
-    from .streams import StreamRegistry
-    from .values.writer import FeedWriter
+    from .broker import Broker, Publisher  # noqa: F401
+    from .db import Database  # noqa: F401
+    from .metrics import Metrics  # noqa: F401
+    from .settings import Settings  # noqa: F401
+    from .streams import StreamRegistry  # noqa: F401
+    from .values.writer import FeedWriter  # noqa: F401
 
 settings_key = web.AppKey["Settings"]("settings")
 db_key = web.AppKey["Database"]("db")
@@ -23,3 +23,5 @@ publisher_key = web.AppKey["Publisher"]("publisher")
 streams_key = web.AppKey["StreamRegistry"]("streams")
 metrics_key = web.AppKey["Metrics"]("metrics")
 feed_writer_key = web.AppKey["FeedWriter"]("feed_writer")
+
+request_id_key = web.RequestKey("request_id", str)

@@ -15,8 +15,9 @@ def setup_logging(settings: Settings) -> None:
     if settings.log_file:
         # As the LiveDataStream app did: a new file at midnight, ten kept.
         handlers.append(
-            TimedRotatingFileHandler(settings.log_file, when="midnight", backupCount=10,
-                                     encoding="utf-8")
+            TimedRotatingFileHandler(
+                settings.log_file, when="midnight", backupCount=10, encoding="utf-8"
+            )
         )
     formatter = logging.Formatter(FORMAT)
     root = logging.getLogger()

@@ -43,8 +43,8 @@ def route_label(request: web.Request) -> str:
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     supplied = request.headers.get("X-Request-ID", "")
     request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-    request["request_id"] = request_id
-    request["started"] = time.perf_counter()
+    request[keys.request_id_key] = request_id
+    started = time.perf_counter()
     metrics = request.app[keys.metrics_key]
     route = route_label(request)
     status = 500
@@ -56,9 +56,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     finally:
         metrics.requests.labels(request.method, route, str(status)).inc()
-        metrics.duration.labels(request.method, route).observe(
-            time.perf_counter() - request["started"]
-        )
+        metrics.duration.labels(request.method, route).observe(time.perf_counter() - started)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -75,5 +73,5 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             response.body_length,
             time * 1000,
-            request.get("request_id", "-"),
+            request.get(keys.request_id_key, "-"),
         )

@@ -84,6 +84,8 @@ class Settings:
     sse_send_timeout: float = 30.0
     # Value feed
     feed_batch_max: int = 1000
+    feed_retention_days: float = 30.0  # 0 keeps every value
+    prune_interval_seconds: float = 3600.0
     # Descriptors kept back from SSE for pools, logs and accepting writes.
     fd_reserve: int = 256
 
@@ -113,12 +115,14 @@ class Settings:
             sse_max_connections=_int(env, "SSE_MAX_CONNECTIONS", 20000, minimum=1),
             sse_send_timeout=_float(env, "SSE_SEND_TIMEOUT", 30.0, minimum=0.1),
             feed_batch_max=_int(env, "FEED_BATCH_MAX", 1000, minimum=1),
+            feed_retention_days=_float(env, "FEED_RETENTION_DAYS", 30.0),
+            prune_interval_seconds=_float(env, "PRUNE_INTERVAL_SECONDS", 3600.0, minimum=1.0),
             fd_reserve=_int(env, "FD_RESERVE", 256, minimum=16),
         )
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
         if settings.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise SettingsError(f"LOG_LEVEL must be a logging level name, got {settings.log_level!r}")
+            raise SettingsError(f"LOG_LEVEL must be a level name, got {settings.log_level!r}")
         return settings
 
     def with_(self, **changes: Any) -> Settings:

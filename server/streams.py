@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -98,8 +98,9 @@ class Stream:
         "transport",
     )
 
-    def __init__(self, response: EventSourceResponse, transport: asyncio.Transport, chunked: bool,
-                 hub: Hub) -> None:
+    def __init__(
+        self, response: EventSourceResponse, transport: asyncio.Transport, chunked: bool, hub: Hub
+    ) -> None:
         self.response = response
         self.transport = transport
         self.chunked = chunked
@@ -128,18 +129,18 @@ class Stream:
 
     async def wait_for_wake(self) -> bool:
         """Wait until news needs a PostgreSQL read (True) or the connection ends (False)."""
-        if self._closed_task is None:
-            self._closed_task = asyncio.ensure_future(self.response.wait())
+        closed_task = self._closed_task
+        if closed_task is None:
+            closed_task = self._closed_task = asyncio.ensure_future(self.response.wait())
         if not self._wake.is_set():
             waiter = asyncio.ensure_future(self._wake.wait())
+            pending: set[asyncio.Future[Any]] = {waiter, closed_task}
             try:
-                await asyncio.wait(
-                    {waiter, self._closed_task}, return_when=asyncio.FIRST_COMPLETED
-                )
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 waiter.cancel()
         self._wake.clear()
-        if self._closed_task.done() or self.closed or self.transport.is_closing():
+        if closed_task.done() or self.closed or self.transport.is_closing():
             self.closed = True
             return False
         return True
@@ -201,10 +202,14 @@ class Hub:
 class StreamRegistry:
     """Every open stream of this process, by channel; subscribes the broker as hubs come and go."""
 
-    def __init__(self, settings: Settings, metrics: Metrics,
-                 subscribe: Callable[[str], Awaitable[None]],
-                 unsubscribe: Callable[[str], Awaitable[None]],
-                 cap: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        subscribe: Callable[[str], Awaitable[None]],
+        unsubscribe: Callable[[str], Awaitable[None]],
+        cap: int,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.hubs: dict[str, Hub] = {}
@@ -278,66 +283,76 @@ class StreamRegistry:
             ping_interval=settings.sse_heartbeat_seconds,
             send_timeout=settings.sse_send_timeout,
         )
+        transport = request.transport
+        if transport is None:  # the client left before we started
+            return response
         gauge = self.metrics.sse_connections.labels(source.kind)
         self.count += 1
         gauge.inc()
-        stream: Stream | None = None
+        hub = await self._join(channel)
+        stream = Stream(response, transport, request.version >= HttpVersion11, hub)
+        # In the hub (so subscribed) before the first read: nothing can fall between them.
+        hub.streams.add(stream)
         try:
+            # Where to start is settled before the headers go out, so that whatever a client
+            # posts after seeing them is after the start. PostgreSQL away: 503, no stream.
+            reset = await self._start_position(stream, source, requested)
             await response.prepare(request)
             self._responses.add(response)
             # The first write sends the headers too; after it, frames may go to the transport.
             await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
-            transport = request.transport
-            if transport is None:
+            if reset is not None and not await self._write(stream, reset):
                 return response
-            hub = await self._join(channel)
-            stream = Stream(response, transport, request.version >= HttpVersion11, hub)
-            hub.streams.add(stream)  # subscribed before the first read: nothing falls between
-            await self._run(stream, source, requested)
-        except (ConnectionError, TimeoutError):
-            pass  # the client went away while we wrote to it
+            await self._run(stream, source)
+        except (ConnectionError, TimeoutError) as exc:
+            if not response.prepared:
+                raise  # the middleware answers 503 when it is the database
+            del exc  # the client went away while we wrote to it
         except Exception:
+            if not response.prepared:
+                raise
             # Headers are sent: no error body is possible, so end the stream; the client resumes.
-            log.exception("sse %s stream failed request_id=%s", channel, request.get("request_id"))
+            log.exception(
+                "sse %s stream failed request_id=%s", channel, request.get(keys.request_id_key)
+            )
         finally:
             self.count -= 1
             gauge.dec()
             self._responses.discard(response)
-            if stream is not None:
-                stream.close_task()
-                await self._leave(stream)
+            stream.close_task()
+            await self._leave(stream)
         return response
 
-    async def _start_position(self, stream: Stream, source: Source, requested: str | None) -> None:
+    async def _start_position(
+        self, stream: Stream, source: Source, requested: str | None
+    ) -> bytes | None:
+        """Set where the stream starts; the reset frame to send first, if the id is unusable."""
         bounds = await source.bounds()
         if requested is None:
             stream.last_sent = bounds.newest  # live messages only
-            return
+            return None
         valid = requested.isascii() and requested.isdigit() and int(requested) <= bounds.newest
         oldest = bounds.oldest if bounds.oldest is not None else bounds.newest + 1
         if valid and int(requested) >= oldest - 1:
             stream.last_sent = int(requested)
-            return
+            return None
         stream.last_sent = bounds.newest
         reset = orjson.dumps({"last_event_id": bounds.newest}).decode()
-        await self._write(stream, encode_event(bounds.newest, reset, "reset"))
+        return encode_event(bounds.newest, reset, "reset")
 
-    async def _run(self, stream: Stream, source: Source, requested: str | None) -> None:
-        started = False
+    async def _run(self, stream: Stream, source: Source) -> None:
         backoff = 0.5
         while not stream.closed:
             try:
-                if not started:
-                    await self._start_position(stream, source, requested)
-                    started = True
                 await self._catch_up(stream, source)
                 backoff = 0.5
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
                 # PostgreSQL is away: keep the stream open (heartbeats go on) and try again.
-                log.warning("sse %s: database unavailable, retrying in %.1f s", stream.hub.channel,
-                            backoff)
+                log.warning(
+                    "sse %s: database unavailable, retrying in %.1f s", stream.hub.channel, backoff
+                )
                 stream.dirty = True
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(backoff):

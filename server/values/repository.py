@@ -21,11 +21,15 @@ class ValuesRepository:
         return [(r["id"], r["created_at"]) for r in rows]
 
     async def list_before(self, before_id: int, limit: int) -> list[asyncpg.Record]:
-        return await self.db.fetch("values.list_values_before", before_id=before_id,
-                                   max_rows=limit)
+        return await self.db.fetch("values.list_values_before", before_id=before_id, max_rows=limit)
 
     async def list_after(self, after_id: int, limit: int) -> list[asyncpg.Record]:
         return await self.db.fetch("values.list_values_after", after_id=after_id, max_rows=limit)
+
+    async def prune(self, cutoff: datetime, batch_size: int) -> int:
+        """Delete one batch of values older than cutoff; how many were deleted."""
+        status = await self.db.execute("values.prune_values", cutoff=cutoff, batch_size=batch_size)
+        return int(status.split()[-1])
 
     async def bounds(self) -> Bounds:
         row = await self.db.fetchrow("values.get_feed_bounds")

@@ -1,0 +1,176 @@
+"""Test helpers: an SSE reader that parses frames as a browser would, and a TCP proxy that
+can be cut to make PostgreSQL unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import aiohttp
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+@dataclass
+class Event:
+    id: str | None = None
+    event: str | None = None
+    data: str = ""
+    retry: int | None = None
+    comments: list[str] = field(default_factory=list)
+
+
+class EventStream:
+    """Reads an SSE response frame by frame (the parsing rules of the HTML standard)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.comments: list[str] = []
+
+    async def next(self, timeout: float = 5.0, *, with_comments: bool = False) -> Event:
+        async with asyncio.timeout(timeout):
+            event = Event()
+            data: list[str] = []
+            seen = False
+            while True:
+                raw = await self.response.content.readline()
+                if not raw:
+                    raise EOFError("stream ended")
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if line == "":
+                    if seen:
+                        event.data = "\n".join(data)
+                        return event
+                    continue
+                if line.startswith(":"):
+                    self.comments.append(line[1:].strip())
+                    if with_comments:
+                        event.comments.append(line[1:].strip())
+                        return event
+                    continue
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                seen = True
+                if name == "data":
+                    data.append(value)
+                elif name == "id":
+                    event.id = value
+                elif name == "event":
+                    event.event = value
+                elif name == "retry":
+                    event.retry = int(value)
+
+    async def take(self, count: int, timeout: float = 10.0) -> list[Event]:
+        events: list[Event] = []
+        async with asyncio.timeout(timeout):
+            while len(events) < count:
+                event = await self.next(timeout)
+                if event.retry is not None and event.data == "" and event.id is None:
+                    continue
+                events.append(event)
+        return events
+
+    async def ended(self, timeout: float = 5.0) -> bool:
+        """True once the server ends the stream (reads and drops anything before the end)."""
+        async with asyncio.timeout(timeout):
+            while await self.response.content.readany():
+                pass
+        return True
+
+
+async def open_stream(client: Any, path: str = "/events/", **kwargs: Any) -> EventStream:
+    response = await client.get(path, **kwargs)
+    assert response.status == 200, await response.text()
+    stream = EventStream(response)
+    first = await stream.next()
+    assert first.retry is not None  # the retry: line comes first
+    return stream
+
+
+def postgres_address(url: str) -> tuple[str, Any]:
+    """('unix', path) or ('tcp', (host, port)) of the server a URL names."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    port = parts.port or 5432
+    host = query.get("host", [parts.hostname or ""])[0]
+    if host.startswith("/"):
+        return "unix", f"{host}/.s.PGSQL.{port}"
+    return "tcp", (host or "127.0.0.1", port)
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a server; ``cut()`` makes the server unreachable."""
+
+    def __init__(self, upstream: tuple[str, Any]) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        kind, address = self.upstream
+        try:
+            if kind == "unix":
+                up_reader, up_writer = await asyncio.open_unix_connection(address)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*address)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update({writer, up_writer})
+        tasks = {
+            asyncio.create_task(self._pipe(reader, up_writer)),
+            asyncio.create_task(self._pipe(up_reader, writer)),
+        }
+        self._tasks.update(tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._writers.difference_update({writer, up_writer})
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        await self.cut()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def proxied_url(proxy: TcpProxy, database_url: str) -> str:
+    """database_url, reached through the proxy."""
+    parts = urlsplit(database_url)
+    user = parts.username or "postgres"
+    password = f":{parts.password}" if parts.password else ""
+    return f"postgresql://{user}{password}@127.0.0.1:{proxy.port}{parts.path}"
+
+
+async def metric(client: Any, name: str, labels: str = "") -> float:
+    text = await (await client.get("/metrics")).text()
+    pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)"
+    match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
