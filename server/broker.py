@@ -38,6 +38,19 @@ def connect(url: str) -> aioredis.Redis:
     )
 
 
+async def finish(task: asyncio.Task[None], grace: float) -> None:
+    """Let a task end by itself for ``grace`` seconds, then cancel it, without ever hanging:
+    redis-py can swallow a cancellation that lands inside its connection handshake."""
+    done, _ = await asyncio.wait({task}, timeout=grace) if grace > 0 else (set(), None)
+    if not done:
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2.0)
+    if not done:
+        log.warning("task %s did not stop within its grace period", task.get_name())
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("task %s ended with %r", task.get_name(), task.exception())
+
+
 class Broker:
     """Subscribes the channels that local streams want and hands each message to ``deliver``."""
 
@@ -69,11 +82,9 @@ class Broker:
                 await self._ready.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            await finish(task, 0)
 
     async def subscribe(self, channel: str, wait: float = 2.0) -> None:
         """Subscribe and wait for Redis to confirm, so no publish falls between."""
@@ -118,7 +129,9 @@ class Broker:
                     log.info("redis pub/sub connected")
                 else:
                     log.info("redis pub/sub reconnected; streams catch up from PostgreSQL")
-                    self.on_reconnect()
+                # News published while we were not subscribed is lost to us: every stream
+                # re-reads PostgreSQL (also after a first connect that came late).
+                self.on_reconnect()
                 first = False
                 failures = 0
                 await self._listen(pubsub)
@@ -172,7 +185,7 @@ class Publisher:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._last_warning = 0.0
         self.dropped = 0
@@ -187,22 +200,25 @@ class Publisher:
         self._task = asyncio.create_task(self._run(), name="redis-publisher")
 
     async def stop(self, drain: float = 2.0) -> None:
-        if self._task is None:
+        """Publish what is queued (for up to ``drain`` seconds), then end."""
+        task, self._task = self._task, None
+        if task is None:
             return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(drain):
-                while not self._queue.empty():  # noqa: ASYNC110 - a short bounded drain at exit
-                    await asyncio.sleep(0.01)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        self._queue.put_nowait(None)  # the end marker: everything before it gets published
+        await finish(task, drain)
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            item = await self._queue.get()
+            if item is None:
+                return
+            batch = [item]
             while not self._queue.empty() and len(batch) < 500:
-                batch.append(self._queue.get_nowait())
+                item = self._queue.get_nowait()
+                if item is None:
+                    self._queue.put_nowait(None)  # end after this batch
+                    break
+                batch.append(item)
             try:
                 if len(batch) == 1:
                     await self.client.publish(*batch[0])

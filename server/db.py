@@ -29,7 +29,8 @@ class DatabaseUnavailable(Exception):
 
 
 # Errors that mean "the database is not there right now", not "the query is wrong".
-_UNAVAILABLE = (
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
     OSError,  # refused, reset, unreachable, and TimeoutError (a subclass)
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08
     asyncpg.CannotConnectNowError,  # 57P03, starting up or shutting down
@@ -44,7 +45,7 @@ _UNAVAILABLE = (
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, DatabaseUnavailable | _UNAVAILABLE)
+    return isinstance(exc, _UNAVAILABLE)
 
 
 class Runner:

@@ -103,6 +103,19 @@ async def database_url(postgres_admin_url: str, template_database: str) -> Async
 
 
 @pytest.fixture
+async def empty_database_url(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A fresh database with no schema at all, for migration tests."""
+    name = f"collab_test_empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(postgres_admin_url, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
 def settings(database_url: str, redis_url: str) -> Settings:
     return Settings(
         database_url=database_url,

@@ -1,0 +1,133 @@
+"""`python run.py`: serving, embedded servers, several workers, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from server.embedded import free_port
+
+from .helpers import EventStream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+async def start_service(env: dict[str, str], *args: str) -> tuple[Any, str]:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "run.py"), *args, "--port", str(port),
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            if proc.returncode is not None:
+                break
+            try:
+                async with session.get(base + "/health") as response:
+                    if response.status == 200:
+                        return proc, base
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    proc.kill()
+    out = await proc.stdout.read()
+    raise AssertionError(f"service did not become healthy:\n{out.decode()}")
+
+
+async def stop_service(proc: Any, timeout: float = 10.0) -> tuple[int, str, float]:
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), time.monotonic() - started
+
+
+def processes_using(path: Path) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+async def test_sigterm_ends_open_streams_and_the_process(
+    database_url: str, redis_url: str
+) -> None:
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "MIGRATE_ON_START": "true"}
+    proc, base = await start_service(env)
+    async with aiohttp.ClientSession() as session:
+        responses = [await session.get(base + "/events/") for _ in range(20)]
+        streams = [EventStream(r) for r in responses]
+        async with session.post(base + "/add-value/", json={"value": "hi"}) as r:
+            assert r.status == 200
+        for stream in streams:
+            assert (await stream.take(1))[0].data == "hi"
+        code, output, took = await stop_service(proc)
+        assert code == 0, output
+        for stream in streams:
+            assert await stream.ended(timeout=2)
+    assert "stopped" in output
+    assert "Traceback" not in output
+
+
+async def test_embedded_default_starts_and_leaves_nothing_running(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {"DATA_DIR": str(data_dir), "DATABASE_URL": "", "REDIS_URL": ""}
+    proc, base = await start_service(env)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base + "/add-value/", json={"value": "kept"}) as r:
+            assert r.status == 200
+    code, output, _ = await stop_service(proc, timeout=30)
+    assert code == 0, output
+    assert "embedded PostgreSQL ready" in output and "embedded Redis (Valkey) ready" in output
+    assert "embedded PostgreSQL stopped" in output and "embedded Redis stopped" in output
+    assert processes_using(data_dir) == []
+    # Data survives a restart.
+    proc, base = await start_service(env)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(base + "/values") as r:
+                assert [i["value"] for i in (await r.json())["items"]] == ["kept"]
+    finally:
+        code, output, _ = await stop_service(proc, timeout=30)
+    assert code == 0, output
+    assert processes_using(data_dir) == []
+
+
+async def test_several_workers_share_the_port(database_url: str, redis_url: str) -> None:
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    proc, base = await start_service(env, "--workers", "2")
+    try:
+        async with aiohttp.ClientSession() as session:
+            # Streams land on both workers; a value posted anywhere reaches all of them.
+            responses = [await session.get(base + "/events/") for _ in range(8)]
+            streams = [EventStream(r) for r in responses]
+            for i in range(3):
+                async with session.post(base + "/add-value/", json={"value": f"w{i}"}) as r:
+                    assert r.status == 200
+            for stream in streams:
+                assert [e.data for e in await stream.take(3)] == ["w0", "w1", "w2"]
+            async with session.get(base + "/metrics") as r:
+                assert r.status == 200
+    finally:
+        code, output, _ = await stop_service(proc, timeout=20)
+    assert code == 0, output
+    assert "started 2 workers" in output

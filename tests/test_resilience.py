@@ -1,0 +1,102 @@
+"""How the feed behaves when PostgreSQL or Redis goes away (DESIGN.md, "Failure behaviour")."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from server.embedded import RedisProcess
+
+from .helpers import TcpProxy, metric, open_stream, postgres_address, proxied_url
+
+
+async def post(client: Any, value: str) -> int:
+    response = await client.post("/add-value/", json={"value": value})
+    return int(response.status)
+
+
+async def test_postgres_unreachable_gives_503_and_open_streams_stay_open(
+    make_client: Any, database_url: str
+) -> None:
+    proxy = await TcpProxy(postgres_address(database_url)).start()
+    try:
+        client = await make_client(
+            database_url=proxied_url(proxy, database_url), sse_heartbeat_seconds=0.2
+        )
+        stream = await open_stream(client)
+        assert await post(client, "before") == 200
+        assert (await stream.take(1))[0].data == "before"
+
+        await proxy.cut()
+        response = await client.post("/add-value/", json={"value": "during"})
+        assert response.status == 503
+        assert response.headers["Retry-After"]
+        assert response.content_type == "application/problem+json"
+        health = await client.get("/health")
+        assert health.status == 503
+        assert await health.json() == {
+            "status": "unavailable",
+            "database": "unavailable",
+            "redis": "ok",
+        }
+        values = await client.get("/values")
+        assert values.status == 503
+        # The open stream is still there: heartbeats keep coming.
+        assert (await stream.next(timeout=3, with_comments=True)).comments == ["ping"]
+        assert (await stream.next(timeout=3, with_comments=True)).comments == ["ping"]
+
+        await proxy.start()  # PostgreSQL is back on the same address
+        for _ in range(50):
+            if await post(client, "after") == 200:
+                break
+            await asyncio.sleep(0.1)
+        event = (await stream.take(1))[0]
+        assert event.data == "after"
+        assert (await client.get("/health")).status == 200
+    finally:
+        await proxy.close()
+
+
+async def test_redis_restart_mid_stream_loses_nothing(make_client: Any) -> None:
+    redis = RedisProcess().start()
+    try:
+        writer = await make_client(redis_url=redis.url)
+        reader = await make_client(redis_url=redis.url)
+        stream = await open_stream(reader)
+        for i in range(3):
+            assert await post(writer, f"before {i}") == 200
+        assert [e.data for e in await stream.take(3)] == [f"before {i}" for i in range(3)]
+
+        redis.stop()
+        for i in range(5):  # writes succeed: the record is PostgreSQL
+            assert await post(writer, f"during {i}") == 200
+        health = await writer.get("/health")
+        assert health.status == 503 and (await health.json())["redis"] == "unavailable"
+
+        redis = RedisProcess(port=redis.port).start()
+        # Once the broker is back, streams catch up from PostgreSQL; later news flows live.
+        events = await stream.take(5, timeout=15)
+        assert [e.data for e in events] == [f"during {i}" for i in range(5)]
+        for _ in range(100):
+            if (await writer.get("/health")).status == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert await post(writer, "after") == 200
+        event = (await stream.take(1, timeout=10))[0]
+        assert (event.id, event.data) == ("9", "after")
+    finally:
+        redis.stop()
+
+
+async def test_redis_down_at_start_still_serves_and_recovers(make_client: Any) -> None:
+    redis = RedisProcess()  # not started yet
+    client = await make_client(redis_url=redis.url)
+    stream = await open_stream(client)
+    assert await post(client, "while redis is down") == 200
+    redis.start()
+    try:
+        event = (await stream.take(1, timeout=15))[0]
+        assert event.data == "while redis is down"
+        assert await metric(client, "sse_connections", 'stream="feed"') == 1
+    finally:
+        redis.stop()

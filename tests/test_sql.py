@@ -1,0 +1,84 @@
+"""queries/: the loader, and `run.py check-sql`, which prepares every statement."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from server.sql import QUERIES_DIR, Queries, QueryFileError, parse_file
+
+from .test_migrations import run_cli
+
+
+def write(tmp_path: Path, text: str, name: str = "things.sql") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_named_parameters_become_positional_in_order_of_first_use(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "-- name: find_things\n"
+        "-- Finds things; served by things_pkey.\n"
+        "SELECT id::text, ':not_a_param' AS s, \"odd:name\" FROM things\n"
+        "WHERE owner = :owner AND id > :after -- :neither\n"
+        "  AND (owner = :owner OR :after = 0)\n"
+        "ORDER BY id;\n",
+    )
+    [query] = parse_file(path)
+    assert query.name == "things.find_things"
+    assert query.params == ("owner", "after")
+    assert "owner = $1 AND id > $2" in query.sql
+    assert "(owner = $1 OR $2 = 0)" in query.sql
+    assert "id::text" in query.sql and "':not_a_param'" in query.sql
+    assert query.sql.startswith("/* queries/things.sql:find_things */\n")
+    assert query.doc == "Finds things; served by things_pkey."
+    assert query.args({"after": 5, "owner": "me"}) == ("me", 5)
+    with pytest.raises(TypeError, match="missing parameters"):
+        query.args({"owner": "me"})
+
+
+def test_a_statement_without_a_comment_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "-- name: bare\nSELECT 1;\n")
+    with pytest.raises(QueryFileError, match="needs a comment"):
+        parse_file(path)
+
+
+def test_every_shipped_statement_is_named_and_documented() -> None:
+    queries = Queries()
+    assert "values.insert_values" in queries
+    for query in queries.values():
+        assert query.doc, query.name
+        assert "$" not in query.doc
+
+
+async def test_check_sql_passes_on_the_shipped_queries(database_url: str) -> None:
+    code, output = await run_cli(
+        "check-sql", env={"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    )
+    assert code == 0, output
+    for name in Queries():
+        assert f"ok {name}(" in output
+    assert "0 failed" in output
+
+
+async def test_check_sql_fails_on_a_broken_query(database_url: str, tmp_path: Path) -> None:
+    directory = tmp_path / "queries"
+    shutil.copytree(QUERIES_DIR, directory)
+    write(
+        directory,
+        "-- name: list_ghosts\n-- Reads a column that does not exist.\n"
+        "SELECT id, no_such_column FROM feed_values WHERE id > :after_id;\n",
+        name="broken.sql",
+    )
+    code, output = await run_cli(
+        "check-sql", "--queries-dir", str(directory),
+        env={"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:1/0"},
+    )  # fmt: skip
+    assert code == 1, output
+    assert "FAIL broken.list_ghosts" in output
+    assert "no_such_column" in output
+    assert "1 failed" in output
