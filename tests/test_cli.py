@@ -68,9 +68,7 @@ def processes_using(path: Path) -> list[str]:
     return found
 
 
-async def test_sigterm_ends_open_streams_and_the_process(
-    database_url: str, redis_url: str
-) -> None:
+async def test_sigterm_ends_open_streams_and_the_process(database_url: str, redis_url: str) -> None:
     env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "MIGRATE_ON_START": "true"}
     proc, base = await start_service(env)
     async with aiohttp.ClientSession() as session:
@@ -80,7 +78,7 @@ async def test_sigterm_ends_open_streams_and_the_process(
             assert r.status == 200
         for stream in streams:
             assert (await stream.take(1))[0].data == "hi"
-        code, output, took = await stop_service(proc)
+        code, output, _ = await stop_service(proc)
         assert code == 0, output
         for stream in streams:
             assert await stream.ended(timeout=2)

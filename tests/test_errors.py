@@ -55,7 +55,9 @@ async def test_wrong_content_type_is_415(client: Any, content_type: str) -> None
 
 async def test_body_without_content_type_is_read_as_json(client: Any) -> None:
     # curl -d and some older clients send no Content-Type: read as JSON, like LiveDataStream.
-    response = await client.post("/add-value/", data=b'{"value": "x"}', skip_auto_headers=["Content-Type"])
+    response = await client.post(
+        "/add-value/", data=b'{"value": "x"}', skip_auto_headers=["Content-Type"]
+    )
     assert response.status == 200, await response.text()
 
 

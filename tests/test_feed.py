@@ -6,7 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
-from .helpers import EventStream, metric, open_stream
+from .helpers import metric, open_stream
 
 
 async def post_value(client: Any, value: str) -> None:
@@ -230,9 +230,11 @@ async def test_values_are_listed_newest_first_with_keyset_pages(client: Any) -> 
     assert [i["value"] for i in first["items"]] == ["v4", "v3"]
     assert set(first["items"][0]) == {"id", "value", "created_at"}
     assert first["items"][0]["created_at"].endswith("Z")
-    second = await (await client.get("/values", params={"limit": "2", "cursor": first["next"]})).json()
+    params = {"limit": "2", "cursor": first["next"]}
+    second = await (await client.get("/values", params=params)).json()
     assert [i["value"] for i in second["items"]] == ["v2", "v1"]
-    last = await (await client.get("/values", params={"limit": "2", "cursor": second["next"]})).json()
+    params = {"limit": "2", "cursor": second["next"]}
+    last = await (await client.get("/values", params=params)).json()
     assert [i["value"] for i in last["items"]] == ["v0"]
     assert last["next"] is None
 
@@ -268,7 +270,3 @@ async def test_stream_stays_open_while_idle(make_client: Any) -> None:
         assert (await stream.next(timeout=2, with_comments=True)).comments == ["ping"]
     await post_value(client, "still here")
     assert (await stream.take(1))[0].data == "still here"
-
-
-def _unused(stream: EventStream) -> None:  # keep the import used for type checkers
-    del stream

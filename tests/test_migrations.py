@@ -73,7 +73,8 @@ async def test_changed_landed_migration_stops_with_a_clear_message(
         await migrate(conn, Queries(), directory)
         landed = directory / "0001_create_feed.sql"
         landed.write_text(landed.read_text() + "\n-- an edit after landing\n")
-        with pytest.raises(MigrationError, match=r"0001_create_feed\.sql changed after it was applied"):
+        changed = r"0001_create_feed\.sql changed after it was applied"
+        with pytest.raises(MigrationError, match=changed):
             await migrate(conn, Queries(), directory)
     finally:
         await conn.close()
