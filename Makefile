@@ -1,0 +1,38 @@
+# Everyday commands. Each is a plain one-liner you can also type yourself.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: sync run lint format typecheck test test-local check-sql bench all clean
+
+sync:            ## create the virtualenv and install the service with test and dev tools
+	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[dev]'
+
+run:             ## serve on 127.0.0.1:8000 (embedded PostgreSQL and Redis unless the URLs are set)
+	$(PY) run.py
+
+lint:            ## ruff lint and format check
+	$(VENV)/bin/ruff check server tests bench run.py && $(VENV)/bin/ruff format --check server tests bench run.py
+
+format:          ## rewrite files in ruff's format and apply safe fixes
+	$(VENV)/bin/ruff format server tests bench run.py && $(VENV)/bin/ruff check --fix server tests bench run.py
+
+typecheck:       ## mypy over server/
+	$(VENV)/bin/mypy
+
+test:            ## the test suite (embedded servers unless TEST_DATABASE_URL / TEST_REDIS_URL are set)
+	$(PY) -m pytest
+
+test-local:      ## the test suite against this machine's PostgreSQL and Redis
+	TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres TEST_REDIS_URL=redis://127.0.0.1:6379/0 $(PY) -m pytest
+
+check-sql:       ## prepare every statement in queries/ against the migrated database
+	$(PY) run.py check-sql
+
+bench:           ## the feed benchmark, side by side with the LiveDataStream baseline
+	$(PY) -m bench.feed
+
+all: lint typecheck test
+
+clean:           ## remove caches and the virtualenv (keeps var/, the embedded data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
