@@ -10,6 +10,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from types import FrameType
 import asyncpg
 
 from .db import APPLICATION_NAME, redact_url
-from .embedded import embedded_services
+from .embedded import die_with_parent, embedded_services
 from .logs import setup_logging
 from .migrations import MIGRATIONS_DIR, MigrationError, migrate
 from .settings import Settings, SettingsError
@@ -160,26 +161,53 @@ def _serve_workers(settings: Settings, workers: int) -> int:
         HOST=settings.host,
         PORT=str(settings.port),
     )
-    children = [
-        subprocess.Popen([sys.executable, str(RUN_PY), "serve", "--reuse-port"], env=env)
-        for _ in range(workers)
-    ]
-    log.info(
-        "started %d workers on http://%s:%d: pids %s",
-        workers,
-        settings.host,
-        settings.port,
-        " ".join(str(c.pid) for c in children),
-    )
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
+    # Installed before the first child exists, so no signal finds the children unforwarded.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, str(RUN_PY), "serve", "--reuse-port"],
+            env=env,
+            preexec_fn=die_with_parent,  # a killed supervisor leaves no orphan workers
+        )
+
+    for _ in range(workers):
+        children.append(spawn())
+    if stopping:
+        forward(signal.SIGTERM, None)
+    pids = " ".join(str(c.pid) for c in children)
+    log.info(
+        "started %d workers on http://%s:%d: pids %s", workers, settings.host, settings.port, pids
+    )
+    deadline: float | None = None
+    while any(child.poll() is None for child in children):
+        if stopping:
+            deadline = deadline or time.monotonic() + settings.shutdown_timeout + 5
+            if time.monotonic() > deadline:
+                for child in children:
+                    if child.poll() is None:
+                        log.warning("worker %d did not stop in time; killing it", child.pid)
+                        child.kill()
+        else:
+            for i, child in enumerate(children):
+                if child.poll() is not None:  # crashed: replace it, the port stays served
+                    log.error(
+                        "worker %d exited with %s; starting a new one", child.pid, child.returncode
+                    )
+                    children[i] = spawn()
+        time.sleep(0.2)
+    codes = [child.returncode for child in children]
     log.info("all workers stopped (exit codes %s)", codes)
     return 0 if all(c in (0, -signal.SIGTERM) for c in codes) else 1
 

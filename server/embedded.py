@@ -46,11 +46,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """For preexec_fn: the child gets SIGTERM when its parent dies, and has its own process
+    group. Runs in the child between fork and exec."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    os.setpgrp()  # Ctrl-C in a terminal reaches us, not the server: we stop it in order
+    os.setpgrp()  # Ctrl-C in a terminal reaches the parent only: it stops children in order
 
 
 class RedisProcess:
@@ -82,7 +84,7 @@ class RedisProcess:
             args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,  # runs before exec; no threads exist here
+            preexec_fn=die_with_parent,  # runs before exec; no threads exist here
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

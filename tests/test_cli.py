@@ -50,7 +50,14 @@ async def start_service(env: dict[str, str], *args: str) -> tuple[Any, str]:
 async def stop_service(proc: Any, timeout: float = 10.0) -> tuple[int, str, float]:
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+        raise AssertionError(
+            f"still running {timeout:.0f} s after SIGTERM; its output:\n{out.decode()}"
+        ) from None
     return proc.returncode, out.decode(), time.monotonic() - started
 
 
