@@ -119,6 +119,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             request.path,
             request.get(keys.request_id_key),
         )
+        request_id = request.get(keys.request_id_key)
         return problem_response(
-            500, f"internal error; quote request id {request.get('request_id')} when reporting it"
+            500, f"internal error; quote request id {request_id} when reporting it"
         )

@@ -1,0 +1,172 @@
+"""Operations: health, metrics, access log, CORS, error handling of the unexpected, indexes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from logging.handlers import TimedRotatingFileHandler
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from server import keys
+from server.errors import error_middleware
+from server.logs import setup_logging
+from server.metrics import Metrics
+from server.middleware import AccessLogger, observe_middleware, redact_query
+from server.settings import Settings
+from server.sql import Queries
+
+from .helpers import metric
+
+
+async def test_health_reports_both_dependencies(client: Any) -> None:
+    response = await client.get("/health")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+async def test_metrics_count_requests_by_route_pattern(client: Any) -> None:
+    await client.post("/add-value/", json={"value": "x"})
+    await client.post("/add-value", json={"value": ""})
+    await client.get("/values?limit=1")
+    await client.get("/no/such/path")
+    text = await (await client.get("/metrics")).text()
+    assert 'http_requests_total{method="POST",route="/add-value",status="200"} 1.0' in text
+    assert 'http_requests_total{method="POST",route="/add-value",status="422"} 1.0' in text
+    assert 'http_requests_total{method="GET",route="/values",status="200"} 1.0' in text
+    assert 'route="<unmatched>",status="404"' in text
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/values"}' in text
+    for name in (
+        "sse_connections",
+        "sse_messages_delivered_total",
+        "sse_messages_dropped_total",
+        "sse_slow_consumer_disconnects_total",
+    ):
+        assert f"# TYPE {name}" in text
+
+
+async def test_delivered_messages_are_counted(client: Any) -> None:
+    from .helpers import open_stream
+
+    stream = await open_stream(client)
+    await client.post("/add-value/", json={"value": "counted"})
+    await stream.take(1)
+    assert await metric(client, "sse_messages_delivered_total") == 1
+
+
+async def test_unexpected_error_is_a_logged_500_without_details(
+    aiohttp_client: Any, caplog: Any
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals: SELECT password_hash FROM users")
+
+    app = web.Application(middlewares=[observe_middleware, error_middleware])
+    app[keys.metrics_key] = Metrics()
+    app.router.add_get("/broken", broken)
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.ERROR):
+        response = await client.get("/broken", headers={"X-Request-ID": "req-42"})
+    assert response.status == 500
+    assert response.content_type == "application/problem+json"
+    body = await response.text()
+    assert "req-42" in body
+    assert "secret" not in body and "SELECT" not in body and "Traceback" not in body
+    assert any("req-42" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_tokens_in_query_strings_are_redacted() -> None:
+    redacted = redact_query("access_token=abc&last_event_id=5")
+    assert redacted == "access_token=%2A%2A%2A&last_event_id=5"
+    assert "abc" not in redact_query("token=abc")
+    assert redact_query("") == ""
+
+
+async def test_access_log_has_request_id_duration_and_no_token(
+    settings: Settings, aiohttp_client: Any, caplog: Any
+) -> None:
+    from server.app import create_app
+
+    server = TestServer(create_app(settings))
+    # As run.py serves: our access logger (TestServer's own kwargs do not reach the runner).
+    await server.start_server(
+        access_log_class=AccessLogger, access_log=logging.getLogger("server.access")
+    )
+    client = await aiohttp_client(server)
+    with caplog.at_level(logging.INFO, logger="server.access"):
+        response = await client.get(
+            "/values?access_token=very-secret", headers={"X-Request-ID": "abc"}
+        )
+        assert response.status == 200
+        for _ in range(50):  # the line is written once the response is fully sent
+            if any(r.name == "server.access" for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
+    lines = [r.getMessage() for r in caplog.records if r.name == "server.access"]
+    assert len(lines) == 1
+    assert '"GET /values?access_token=%2A%2A%2A" 200' in lines[0]
+    assert "request_id=abc" in lines[0] and "ms" in lines[0]
+    assert "very-secret" not in lines[0]
+
+
+async def test_cors_allows_configured_origins_only(make_client: Any) -> None:
+    client = await make_client(cors_origins=("https://app.example",))
+    preflight = await client.options(
+        "/add-value/",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Content-Type",
+        },
+    )
+    assert preflight.status == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    response = await client.get("/values", headers={"Origin": "https://app.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    other = await client.get("/values", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_log_file_rotates_at_midnight_keeping_ten(tmp_path: Path) -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        setup_logging(Settings(log_file=str(tmp_path / "app.log")))
+        [handler] = [h for h in root.handlers if isinstance(h, TimedRotatingFileHandler)]
+        assert handler.when == "MIDNIGHT" and handler.backupCount == 10
+        logging.getLogger("server").warning("one line")
+        handler.flush()
+        assert "one line" in (tmp_path / "app.log").read_text()
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in before:
+            root.addHandler(handler)
+
+
+async def test_hot_feed_queries_use_the_primary_key(database_url: str) -> None:
+    queries = Queries()
+    conn = await asyncpg.connect(database_url)
+    try:
+        values = [f"value {i}" for i in range(10_000)]
+        insert = queries["values.insert_values"]
+        for _ in range(10):  # 100,000 rows
+            await conn.fetch(insert.sql, *insert.args({"values": values}))
+        await conn.execute("ANALYZE feed_values")
+        for name, params in [
+            ("values.list_values_after", {"after_id": 50_000, "max_rows": 500}),
+            ("values.list_values_before", {"before_id": 50_000, "max_rows": 51}),
+            ("values.get_feed_bounds", {}),
+            ("values.prune_values", {"cutoff": None, "batch_size": 10_000}),
+        ]:
+            query = queries[name]
+            statement = await conn.prepare(query.sql)
+            plan = str(await statement.explain(*query.args(params)))
+            assert "feed_values_pkey" in plan, (name, plan)
+            assert "Seq Scan on feed_values" not in plan, (name, plan)
+    finally:
+        await conn.close()
