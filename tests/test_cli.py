@@ -29,6 +29,7 @@ async def start_service(env: dict[str, str], *args: str) -> tuple[Any, str]:
         env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as in a terminal
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
@@ -114,6 +115,16 @@ async def test_embedded_default_starts_and_leaves_nothing_running(tmp_path: Path
     finally:
         code, output, _ = await stop_service(proc, timeout=30)
     assert code == 0, output
+    assert processes_using(data_dir) == []
+
+
+async def test_ctrl_c_in_a_terminal_stops_everything(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    proc, _ = await start_service({"DATA_DIR": str(data_dir), "DATABASE_URL": "", "REDIS_URL": ""})
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode in (0, 130), out.decode()
+    assert "Traceback" not in out.decode()
     assert processes_using(data_dir) == []
 
 
