@@ -9,22 +9,27 @@ import resource
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp_cors
 from aiohttp import web
 
-from . import keys
+from . import keys, openapi
+from .auth import Passwords, auth_middleware
 from .broker import Broker, Publisher, connect
 from .db import Database, create_pool, redact_url
 from .errors import error_middleware
+from .events import handlers as events
 from .health import health
 from .metrics import Metrics, metrics_handler
 from .middleware import observe_middleware
 from .migrations import migrate
+from .openapi import endpoint
 from .retention import run_periodically
 from .settings import Settings
 from .sql import Queries
 from .streams import StreamRegistry
+from .users import handlers as users
 from .values import handlers as values
 from .values.repository import ValuesRepository
 from .values.writer import FEED_CHANNEL, FeedWriter
@@ -44,6 +49,13 @@ def sse_capacity(settings: Settings) -> int:
     return max(1, min(settings.sse_max_connections, available))
 
 
+@endpoint(
+    summary="The live value feed page: the feed through EventSource, a form to add a "
+    "value, links to /docs",
+    tag="operations",
+    public=True,
+    responses={200: None},
+)
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
@@ -52,19 +64,37 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
     """Every route of the service. Each answers with and without a trailing slash."""
     routes: list[web.AbstractRoute] = []
 
-    def add(method: str, path: str, handler: object, name: str) -> None:
+    def add(method: str, path: str, handler: Any, name: str) -> None:
         bare = path.rstrip("/") or "/"
-        routes.append(app.router.add_route(method, bare, handler, name=name))  # type: ignore[arg-type]
+        routes.append(app.router.add_route(method, bare, handler, name=name))
         if bare != "/":
-            routes.append(app.router.add_route(method, bare + "/", handler))  # type: ignore[arg-type]
+            routes.append(app.router.add_route(method, bare + "/", handler))
 
+    # Operations
     add("GET", "/", index, "index")
     add("GET", "/health", health, "health")
     add("GET", "/metrics", metrics_handler, "metrics")
+    add("GET", "/openapi.json", openapi.openapi_json, "openapi")
+    add("GET", "/docs", openapi.docs, "docs")
+    app.router.add_static("/docs/static", openapi.swagger_static_dir(), name="docs_static")
     # The value feed (LiveDataStream-compatible)
     add("POST", "/add-value/", values.add_value, "add_value")
     add("GET", "/events/", values.feed_events, "feed_events")
     add("GET", "/values", values.list_values, "list_values")
+    # Users and authentication
+    add("POST", "/users", users.create_user, "create_user")
+    add("GET", "/users/{user_id}", users.get_user, "get_user")
+    add("PUT", "/users/{user_id}", users.update_user, "update_user")
+    add("DELETE", "/users/{user_id}", users.delete_user, "delete_user")
+    add("GET", "/users/{user_id}/events", users.list_user_events, "list_user_events")
+    add("POST", "/auth/token", users.create_token, "create_token")
+    add("DELETE", "/auth/token", users.delete_token, "delete_token")
+    # Events
+    add("POST", "/events", events.create_event, "create_event")
+    add("GET", "/events/{event_id}", events.get_event, "get_event")
+    add("PUT", "/events/{event_id}", events.update_event, "update_event")
+    add("DELETE", "/events/{event_id}", events.delete_event, "delete_event")
+    add("GET", "/events/{event_id}/tasks", events.list_event_tasks, "list_event_tasks")
     return routes
 
 
@@ -155,10 +185,11 @@ async def add_request_id(request: web.Request, response: web.StreamResponse) -> 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware],
+        middlewares=[observe_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.settings_key] = settings
+    app[keys.passwords_key] = Passwords()
     metrics = app[keys.metrics_key] = Metrics()
 
     async def subscribe(channel: str) -> None:
@@ -172,6 +203,7 @@ def create_app(settings: Settings) -> web.Application:
         settings, metrics, subscribe, unsubscribe, cap=sse_capacity(settings)
     )
     app.cleanup_ctx.extend([database_ctx, redis_ctx, feed_ctx])
+    app.on_startup.append(openapi.build_spec_on_startup)
     app.on_shutdown.append(close_streams)
     app.on_response_prepare.append(add_request_id)
 

@@ -20,6 +20,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .streams import CONTROL_CHANNEL
+
 log = logging.getLogger(__name__)
 
 PING_INTERVAL = 2.0  # seconds between PINGs on the subscriber connection
@@ -120,7 +122,7 @@ class Broker:
             pubsub = self.client.pubsub()
             try:
                 # A control channel keeps the connection open even with no stream subscribed.
-                names = [self.full_name(c) for c in {"_control", *self.channels}]
+                names = [self.full_name(c) for c in {CONTROL_CHANNEL, *self.channels}]
                 await pubsub.subscribe(*names)
                 self._pubsub = pubsub
                 self.connected = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import ValidationError, fields
@@ -33,4 +34,36 @@ class Text(fields.String):
             raise ValidationError(
                 f"must be {self.min_length} to {self.max_length} characters long, got {len(text)}"
             )
+        return text
+
+
+class UtcDateTime(fields.DateTime):
+    """An RFC 3339 timestamp; one without an offset is read as UTC. Always UTC once loaded."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValidationError("must not contain the NUL character (U+0000)")
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return str(value.astimezone(UTC).isoformat().replace("+00:00", "Z"))
+
+
+class EmailAddress(fields.Email):
+    """An email address as given (compared case-insensitively by the database)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValidationError("must not contain the NUL character (U+0000)")
+        text = str(super()._deserialize(value, attr, data, **kwargs))
+        if len(text) > 320:
+            raise ValidationError("must be at most 320 characters long")
         return text

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from . import keys
 from .http import json_response
+from .openapi import endpoint
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT = 2.0
@@ -34,6 +35,12 @@ async def _check_redis(request: web.Request) -> str:
     return "ok"
 
 
+@endpoint(
+    summary="Health of the service and its dependencies",
+    tag="operations",
+    public=True,
+    responses={200: None},
+)
 async def health(request: web.Request) -> web.Response:
     database, redis = await asyncio.gather(_check_database(request), _check_redis(request))
     ok = database == "ok" and redis == "ok"

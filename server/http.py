@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -135,3 +136,12 @@ def decode_cursor(request: web.Request, keys: Mapping[str, type]) -> dict[str, A
 
 def page(items: list[Any], limit: int, next_position: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"items": items, "next": encode_cursor(next_position) if next_position else None}
+
+
+def path_uuid(request: web.Request, name: str) -> uuid.UUID:
+    """A path id; one that is not a well-formed UUID is 404, like an unknown one."""
+    raw = request.match_info[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ApiError(404, f"no resource at {request.path}") from None

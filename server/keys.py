@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .auth import Caller, Passwords  # noqa: F401
     from .broker import Broker, Publisher  # noqa: F401
     from .db import Database  # noqa: F401
     from .metrics import Metrics  # noqa: F401
@@ -25,3 +26,5 @@ metrics_key = web.AppKey["Metrics"]("metrics")
 feed_writer_key = web.AppKey["FeedWriter"]("feed_writer")
 
 request_id_key = web.RequestKey("request_id", str)
+caller_key = web.RequestKey["Caller"]("caller")
+passwords_key = web.AppKey["Passwords"]("passwords")

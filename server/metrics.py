@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import keys
+from .openapi import endpoint
 
 
 class Metrics:
@@ -51,6 +52,7 @@ class Metrics:
         )
 
 
+@endpoint(summary="Prometheus metrics", tag="operations", public=True, responses={200: None})
 async def metrics_handler(request: web.Request) -> web.Response:
     body = generate_latest(request.app[keys.metrics_key].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 REPLAY_PAGE = 500
 MAX_ID = 2**63 - 1
+# Every process subscribes this channel; it carries "revoke <hex digest>,<hex digest>..."
+CONTROL_CHANNEL = "_control"
 
 
 def encode_event(event_id: int, data: str, event: str | None = None) -> bytes:
@@ -95,6 +97,7 @@ class Stream:
         "last_sent",
         "live",
         "response",
+        "token_hash",
         "transport",
     )
 
@@ -105,6 +108,7 @@ class Stream:
         self.transport = transport
         self.chunked = chunked
         self.hub = hub
+        self.token_hash: bytes | None = None  # the token that opened it, for revocation
         self.last_sent = 0
         self.live = False  # True once caught up: the fan-out loop then writes to it directly
         self.dirty = False  # news arrived while not live: read PostgreSQL again before going live
@@ -218,9 +222,13 @@ class StreamRegistry:
         self._subscribe = subscribe
         self._unsubscribe = unsubscribe
         self._responses: set[EventSourceResponse] = set()
+        self._by_token: dict[bytes, set[Stream]] = {}
         self.stopping = False
 
     def deliver(self, channel: str, payload: bytes) -> None:
+        if channel == CONTROL_CHANNEL:
+            self._control(payload)
+            return
         hub = self.hubs.get(channel)
         if hub is None:
             return
@@ -230,6 +238,23 @@ class StreamRegistry:
             log.warning("ignored a malformed message on channel %s", channel)
             return
         hub.deliver(first, last, frames)
+
+    def _control(self, payload: bytes) -> None:
+        verb, _, rest = payload.partition(b" ")
+        if verb == b"revoke":
+            digests = []
+            for item in rest.split(b","):
+                try:
+                    digests.append(bytes.fromhex(item.decode()))
+                except ValueError:
+                    continue
+            self.close_tokens(digests)
+
+    def close_tokens(self, digests: list[bytes]) -> None:
+        """Close every local stream opened with one of these (now revoked) tokens."""
+        for digest in digests:
+            for stream in list(self._by_token.get(digest, ())):
+                stream.cut("its token was revoked")
 
     def catch_up_all(self) -> None:
         """After the broker reconnects: messages may have been lost, re-read PostgreSQL."""
@@ -244,6 +269,12 @@ class StreamRegistry:
         return hub
 
     async def _leave(self, stream: Stream) -> None:
+        if stream.token_hash is not None:
+            same = self._by_token.get(stream.token_hash)
+            if same is not None:
+                same.discard(stream)
+                if not same:
+                    del self._by_token[stream.token_hash]
         hub = stream.hub
         hub.streams.discard(stream)
         if not hub.streams and self.hubs.get(hub.channel) is hub:
@@ -263,7 +294,13 @@ class StreamRegistry:
             for stream in list(hub.streams):
                 stream.cut("closed by the server")
 
-    async def serve(self, request: web.Request, channel: str, source: Source) -> web.StreamResponse:
+    async def serve(
+        self,
+        request: web.Request,
+        channel: str,
+        source: Source,
+        token_hash: bytes | None = None,
+    ) -> web.StreamResponse:
         """Run one SSE connection from its first byte to its end."""
         if self.stopping:
             raise ApiError(503, "the server is shutting down", headers={"Retry-After": "1"})
@@ -291,6 +328,9 @@ class StreamRegistry:
         gauge.inc()
         hub = await self._join(channel)
         stream = Stream(response, transport, request.version >= HttpVersion11, hub)
+        if token_hash is not None:
+            stream.token_hash = token_hash
+            self._by_token.setdefault(token_hash, set()).add(stream)
         # In the hub (so subscribed) before the first read: nothing can fall between them.
         hub.streams.add(stream)
         try:
@@ -389,3 +429,12 @@ class StreamRegistry:
             if len(rows) < REPLAY_PAGE and not stream.dirty:
                 stream.live = True
                 return
+
+
+def announce_revoked(app: web.Application, digests: list[bytes]) -> None:
+    """Close streams opened with these tokens, here at once and in every other process."""
+    if not digests:
+        return
+    app[keys.streams_key].close_tokens(digests)
+    payload = b"revoke " + b",".join(d.hex().encode() for d in digests)
+    app[keys.publisher_key].publish(CONTROL_CHANNEL, payload)

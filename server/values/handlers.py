@@ -8,6 +8,7 @@ from marshmallow import Schema, fields
 from .. import keys
 from ..fields import Text
 from ..http import decode_cursor, json_response, page, page_limit, read_body, rfc3339
+from ..openapi import endpoint
 from ..streams import MAX_ID
 from .repository import FeedSource, ValuesRepository
 from .writer import FEED_CHANNEL
@@ -35,6 +36,13 @@ class AddValueResponseSchema(Schema):
 _add_value_schema = AddValueSchema()
 
 
+@endpoint(
+    summary="Store a value; every /events/ stream gets it",
+    tag="value feed",
+    public=True,
+    body=AddValueSchema,
+    responses={200: AddValueResponseSchema},
+)
 async def add_value(request: web.Request) -> web.Response:
     """Store a value; answer once it is committed. Every /events/ stream then gets it."""
     body = await read_body(request, _add_value_schema)
@@ -42,12 +50,30 @@ async def add_value(request: web.Request) -> web.Response:
     return json_response({"message": "Value added successfully"})
 
 
+@endpoint(
+    summary="The live value feed (SSE): `id: <value id>`, `data: <value>`",
+    tag="value feed",
+    public=True,
+    stream=True,
+    responses={200: None},
+    query={"last_event_id": "resume after this id (the Last-Event-ID header wins)"},
+    description="Resume with Last-Event-ID: every value after it, then live ones. An "
+    "unusable id gets `event: reset` with the newest id first.",
+)
 async def feed_events(request: web.Request) -> web.StreamResponse:
     """The live feed over SSE: `id: <value id>` and `data: <value>` per value."""
     registry = request.app[keys.streams_key]
     return await registry.serve(request, FEED_CHANNEL, FeedSource(request.app[keys.db_key]))
 
 
+@endpoint(
+    summary="Stored values, newest first",
+    tag="value feed",
+    public=True,
+    responses={200: ValuePageSchema},
+    errors=(422,),
+    query={"limit": "1..200, default 50", "cursor": "from the previous page's next"},
+)
 async def list_values(request: web.Request) -> web.Response:
     """Stored values, newest first, keyset-paginated on id."""
     limit = page_limit(request)

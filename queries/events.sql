@@ -1,0 +1,38 @@
+-- name: insert_event
+-- Creates an event owned by the caller (POST /events).
+INSERT INTO events (user_id, title, description, start_date, end_date)
+VALUES (:user_id, :title, :description, :start_date, :end_date)
+RETURNING id, user_id, title, description, start_date, end_date, created_at, updated_at;
+
+-- name: get_event_by_id
+-- One event by id, for reads and access checks. Primary key events_pkey.
+SELECT id, user_id, title, description, start_date, end_date, created_at, updated_at
+FROM events
+WHERE id = :event_id;
+
+-- name: update_event
+-- Partial update (PUT /events/{id}): NULL keeps a column. The dates CHECK is the last line
+-- behind the API's own check. events_pkey.
+UPDATE events
+SET title = coalesce(:title, title),
+    description = coalesce(:description, description),
+    start_date = coalesce(:start_date, start_date),
+    end_date = coalesce(:end_date, end_date),
+    updated_at = now()
+WHERE id = :event_id
+RETURNING id, user_id, title, description, start_date, end_date, created_at, updated_at;
+
+-- name: delete_event
+-- Deletes an event and, through foreign keys, everything under it. events_pkey.
+DELETE FROM events
+WHERE id = :event_id;
+
+-- name: list_events_by_owner
+-- One page of a user's own events (GET /users/{id}/events), by (start_date, id) after the
+-- cursor; pass after_start NULL for the first page. events_user_id_start_date_idx.
+SELECT id, user_id, title, description, start_date, end_date, created_at, updated_at
+FROM events
+WHERE user_id = :user_id
+  AND (:after_start::timestamptz IS NULL OR (start_date, id) > (:after_start, :after_id::uuid))
+ORDER BY start_date, id
+LIMIT :max_rows;

@@ -1,0 +1,66 @@
+-- name: insert_user
+-- Registers a user (POST /users). A duplicate email, in any case, fails on users_email_key.
+INSERT INTO users (name, email, password_hash)
+VALUES (:name, :email, :password_hash)
+RETURNING id, name, email, created_at, updated_at;
+
+-- name: get_user_by_id
+-- One user by id (GET /users/{id}, and every access check). Primary key users_pkey.
+SELECT id, name, email, created_at, updated_at
+FROM users
+WHERE id = :user_id;
+
+-- name: get_login_by_email
+-- The password hash of the user with this email, any case (POST /auth/token).
+-- Served by users_email_key (lower(email)).
+SELECT id, name, email, password_hash, created_at, updated_at
+FROM users
+WHERE lower(email) = lower(:email);
+
+-- name: update_user
+-- Partial update (PUT /users/{id}): a NULL argument keeps the column as it is; set_password
+-- tells a new hash from "keep". users_pkey; an email taken by another user fails on
+-- users_email_key.
+UPDATE users
+SET name = coalesce(:name, name),
+    email = coalesce(:email, email),
+    password_hash = CASE WHEN :set_password THEN :password_hash ELSE password_hash END,
+    updated_at = now()
+WHERE id = :user_id
+RETURNING id, name, email, created_at, updated_at;
+
+-- name: delete_user
+-- Deletes a user; tokens and owned events go with it (ON DELETE CASCADE). users_pkey.
+DELETE FROM users
+WHERE id = :user_id;
+
+-- name: insert_token
+-- Stores a new API token's SHA-256 digest for a user (registration, login).
+INSERT INTO auth_tokens (token_hash, user_id)
+VALUES (:token_hash, :user_id);
+
+-- name: get_user_by_token
+-- Authentication on every request: the user a token digest belongs to.
+-- auth_tokens_pkey, then users_pkey: two index probes.
+SELECT u.id, u.name, u.email, u.created_at, u.updated_at
+FROM auth_tokens AS t
+JOIN users AS u ON u.id = t.user_id
+WHERE t.token_hash = :token_hash;
+
+-- name: delete_token
+-- Revokes one token (DELETE /auth/token). auth_tokens_pkey.
+DELETE FROM auth_tokens
+WHERE token_hash = :token_hash;
+
+-- name: delete_other_tokens
+-- Revokes every token of a user but the one in use (a new password). auth_tokens_user_id_idx.
+DELETE FROM auth_tokens
+WHERE user_id = :user_id AND token_hash <> :keep_token_hash
+RETURNING token_hash;
+
+-- name: list_token_hashes
+-- Every token digest of a user, to close their open streams when the user is deleted.
+-- auth_tokens_user_id_idx.
+SELECT token_hash
+FROM auth_tokens
+WHERE user_id = :user_id;

@@ -1,0 +1,1 @@
+"""Events: POST/GET/PUT/DELETE /events, GET /events/{id}/tasks."""

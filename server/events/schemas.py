@@ -1,0 +1,58 @@
+"""Schemas for events (API.md, "Event")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validates_schema
+
+from ..fields import Text, UtcDateTime
+
+
+class EventSchema(Schema):
+    id = fields.UUID(required=True)
+    title = fields.String(required=True)
+    description = fields.String(required=True)
+    start_date = UtcDateTime(required=True)
+    end_date = UtcDateTime(required=True)
+    user_id = fields.UUID(required=True, metadata={"description": "the owner"})
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
+
+
+class EventPageSchema(Schema):
+    items = fields.List(fields.Nested(EventSchema), required=True)
+    next = fields.String(required=True, allow_none=True)
+
+
+def check_dates(start: Any, end: Any) -> None:
+    if start is not None and end is not None and end < start:
+        raise ValidationError("must not be before start_date", "end_date")
+
+
+class CreateEventSchema(Schema):
+    title = Text(required=True, max_length=200, single_line=True)
+    description = Text(min_length=0, max_length=10_000, load_default="")
+    start_date = UtcDateTime(required=True)
+    end_date = UtcDateTime(required=True)
+    user_id = fields.UUID(metadata={"description": "may be left out; if given, must be you"})
+
+    @validates_schema
+    def dates_in_order(self, data: dict[str, Any], **kwargs: Any) -> None:
+        check_dates(data.get("start_date"), data.get("end_date"))
+
+
+class UpdateEventSchema(Schema):
+    title = Text(max_length=200, single_line=True)
+    description = Text(min_length=0, max_length=10_000)
+    start_date = UtcDateTime()
+    end_date = UtcDateTime()
+
+    @validates_schema
+    def dates_in_order(self, data: dict[str, Any], **kwargs: Any) -> None:
+        check_dates(data.get("start_date"), data.get("end_date"))
+
+
+class TaskPageSchema(Schema):
+    items = fields.List(fields.Dict(), required=True)
+    next = fields.String(required=True, allow_none=True)

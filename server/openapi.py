@@ -1,0 +1,207 @@
+"""OpenAPI 3.1 from the same marshmallow schemas that validate requests, and Swagger UI.
+
+Handlers declare themselves with ``@endpoint(...)``: summary, body and response schemas, the
+errors they answer, and whether they are public. The auth middleware reads the same
+declaration, so "public in the docs" and "public in fact" cannot disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields
+
+from .http import json_response
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    summary: str
+    tag: str
+    public: bool = False
+    body: type[Schema] | None = None
+    # status -> schema of the body (None: no body), e.g. {201: UserSchema, 204: None}
+    responses: Mapping[int, type[Schema] | None] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+    query: Mapping[str, str] = field(default_factory=dict)  # name -> description
+    stream: bool = False  # a text/event-stream; takes ?access_token= when not public
+    description: str = ""
+
+
+def endpoint(**kwargs: Any) -> Callable[[F], F]:
+    spec = Endpoint(**kwargs)
+
+    def mark(handler: F) -> F:
+        handler.__endpoint__ = spec  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def endpoint_of(handler: Any) -> Endpoint | None:
+    return getattr(handler, "__endpoint__", None)
+
+
+class ProblemSchema(Schema):
+    type = fields.String(required=True, metadata={"example": "about:blank"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "validation failures only: every bad field, nested as a.b"},
+    )
+
+
+_ERROR_TEXT = {
+    400: "the body is not valid JSON, not an object, or nested deeper than 32 levels",
+    401: "no token, or an unknown, revoked or malformed one",
+    403: "the caller can see the resource but may not do this to it",
+    404: "no such resource, or the caller may not see it",
+    409: "conflict with the current state",
+    412: "If-Match does not match the current revision",
+    413: "the body is larger than the configured limit",
+    415: "the body is not application/json",
+    422: "well-formed JSON that fails validation; `errors` names every bad field",
+    503: "PostgreSQL is unreachable; retry after Retry-After seconds",
+}
+
+
+def _schema_name(schema: type[Schema] | Schema) -> str:
+    cls = schema if isinstance(schema, type) else type(schema)
+    return cls.__name__.removesuffix("Schema")
+
+
+def build_spec(app: web.Application, title: str, version: str) -> dict[str, Any]:
+    spec = APISpec(
+        title=title,
+        version=version,
+        openapi_version="3.1.0",
+        plugins=[MarshmallowPlugin(schema_name_resolver=_schema_name)],
+        info={"description": "Real-time collaboration service. Errors are RFC 9457 problems."},
+    )
+    spec.components.security_scheme(
+        "bearer", {"type": "http", "scheme": "bearer", "description": "an API token"}
+    )
+    spec.components.security_scheme(
+        "access_token",
+        {"type": "apiKey", "in": "query", "name": "access_token",
+         "description": "SSE routes only, for EventSource clients that cannot send headers"},
+    )  # fmt: skip
+    spec.components.schema("Problem", schema=ProblemSchema)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in app.router.routes():
+        info = endpoint_of(route.handler)
+        resource = route.resource
+        if info is None or resource is None:
+            continue
+        path = resource.canonical
+        if path != "/" and path.endswith("/"):
+            continue  # the trailing-slash twin of a documented route
+        operation = _operation(info, path)
+        paths.setdefault(path, {})[route.method.lower()] = operation
+    for path, operations in sorted(paths.items()):
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
+
+
+def _operation(info: Endpoint, path: str) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": info.summary, "tags": [info.tag]}
+    if info.description:
+        operation["description"] = info.description
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", path)
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "description": text,
+         "schema": {"type": "string"}}
+        for name, text in info.query.items()
+    ]  # fmt: skip
+    if parameters:
+        operation["parameters"] = parameters
+    if info.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": info.body}},
+        }
+    responses: dict[str, Any] = {}
+    for status, schema in info.responses.items():
+        response: dict[str, Any] = {"description": HTTPStatus(status).phrase}
+        if info.stream and status == 200:
+            response["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+        elif schema is not None:
+            response["content"] = {"application/json": {"schema": schema}}
+        responses[str(status)] = response
+    errors = set(info.errors) | {503}
+    if info.body is not None:
+        errors |= {400, 413, 415, 422}
+    if not info.public:
+        errors.add(401)
+    for status in sorted(errors):
+        responses[str(status)] = {
+            "description": _ERROR_TEXT.get(status, HTTPStatus(status).phrase),
+            "content": {"application/problem+json": {"schema": "Problem"}},
+        }
+    operation["responses"] = responses
+    if info.public:
+        operation["security"] = []
+    elif info.stream:
+        operation["security"] = [{"bearer": []}, {"access_token": []}]
+    else:
+        operation["security"] = [{"bearer": []}]
+    return operation
+
+
+SPEC_KEY = web.AppKey("openapi_spec", dict)
+
+
+@endpoint(
+    summary="This API as an OpenAPI 3.1 document",
+    tag="operations",
+    public=True,
+    responses={200: None},
+)
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(request.app[SPEC_KEY])
+
+
+async def build_spec_on_startup(app: web.Application) -> None:
+    app[SPEC_KEY] = build_spec(app, "collab-service", "0.1.0")
+
+
+def swagger_static_dir() -> Path:
+    from swagger_ui.utils import SWAGGER_UI_PY_ROOT
+
+    return Path(SWAGGER_UI_PY_ROOT) / "static"
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>collab-service API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});</script>
+</body></html>
+"""
+
+
+@endpoint(
+    summary="Swagger UI for this API, served from the service itself",
+    tag="operations",
+    public=True,
+    responses={200: None},
+)
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=_DOCS_PAGE, content_type="text/html")

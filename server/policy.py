@@ -1,0 +1,59 @@
+"""Access control in one place: may this caller do this to that resource?
+
+Every decision is a pure function of facts already loaded (ids, ownership, membership), so
+the rules are testable on their own. ``HIDDEN`` becomes 404 (never reveal that something
+exists to someone who may not see it); ``FORBIDDEN`` becomes 403 (they can see it, they may
+not do this). The task issues extend it with roles on tasks.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+
+from .errors import ApiError
+
+
+class Decision(enum.Enum):
+    ALLOW = "allow"
+    FORBIDDEN = "forbidden"
+    HIDDEN = "hidden"
+
+
+class Action(enum.Enum):
+    READ = "read"
+    UPDATE = "update"
+    DELETE = "delete"
+    LIST_EVENTS = "list_events"  # a user's own events
+    LIST_TASKS = "list_tasks"  # an event's tasks
+
+
+def user_decision(caller_id: uuid.UUID, user_id: uuid.UUID, action: Action) -> Decision:
+    """Users are visible to every authenticated caller; only the user changes itself."""
+    if action is Action.READ or caller_id == user_id:
+        return Decision.ALLOW
+    return Decision.FORBIDDEN
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    owner_id: uuid.UUID
+    caller_is_member: bool = False  # a member of any of the event's tasks
+
+
+def event_decision(caller_id: uuid.UUID, event: EventFacts, action: Action) -> Decision:
+    """The owner does everything; members of its tasks see it; nobody else knows it exists."""
+    owner = caller_id == event.owner_id
+    if not (owner or event.caller_is_member):
+        return Decision.HIDDEN
+    if action in (Action.READ, Action.LIST_TASKS) or owner:
+        return Decision.ALLOW
+    return Decision.FORBIDDEN
+
+
+def enforce(decision: Decision, what: str, path: str) -> None:
+    if decision is Decision.HIDDEN:
+        raise ApiError(404, f"no resource at {path}")
+    if decision is Decision.FORBIDDEN:
+        raise ApiError(403, f"you may see this {what} but not do that to it")

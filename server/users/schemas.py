@@ -1,0 +1,41 @@
+"""Request and response schemas for users and tokens (API.md, "Authentication", "User")."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+from ..fields import EmailAddress, Text, UtcDateTime
+
+
+class UserSchema(Schema):
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    email = fields.String(required=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
+
+
+class NewUserSchema(UserSchema):
+    token = fields.String(required=True, metadata={"description": "an API token for this user"})
+
+
+class CreateUserSchema(Schema):
+    name = Text(required=True, max_length=200, single_line=True)
+    email = EmailAddress(required=True)
+    password = Text(min_length=8, max_length=1024)
+
+
+class UpdateUserSchema(Schema):
+    name = Text(max_length=200, single_line=True)
+    email = EmailAddress()
+    password = Text(min_length=8, max_length=1024)
+
+
+class LoginSchema(Schema):
+    email = fields.String(required=True)
+    password = fields.String(required=True)
+
+
+class TokenSchema(Schema):
+    token = fields.String(required=True)
+    user = fields.Nested(UserSchema, required=True)
