@@ -174,3 +174,19 @@ async def metric(client: Any, name: str, labels: str = "") -> float:
     pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)"
     match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+async def register(
+    client: Any, name: str = "Ada", email: str | None = None, password: str | None = None
+) -> dict[str, Any]:
+    """A new user; the answer plus `headers` carrying its token."""
+    import uuid
+
+    body: dict[str, Any] = {"name": name, "email": email or f"{uuid.uuid4().hex[:10]}@example.com"}
+    if password is not None:
+        body["password"] = password
+    response = await client.post("/users", json=body)
+    assert response.status == 201, await response.text()
+    user = await response.json()
+    user["headers"] = {"Authorization": f"Bearer {user['token']}"}
+    return dict(user)

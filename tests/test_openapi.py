@@ -1,0 +1,54 @@
+"""GET /openapi.json and /docs (API.md, "Operations")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openapi_spec_validator import validate
+
+
+async def test_openapi_is_a_valid_3_1_document_of_every_route(client: Any) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    spec = await response.json()
+    assert spec["openapi"].startswith("3.1")
+    validate(spec)
+    documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    registered = set()
+    for route in client.app.router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if route.method in ("HEAD", "OPTIONS") or path.startswith("/docs/static"):
+            continue
+        if path != "/" and path.endswith("/"):
+            path = path.rstrip("/")
+        registered.add((route.method, path))
+    missing = registered - documented
+    assert not missing, f"routes missing from /openapi.json: {sorted(missing)}"
+
+
+async def test_spec_carries_bodies_errors_and_security(client: Any) -> None:
+    spec = await (await client.get("/openapi.json")).json()
+    create_user = spec["paths"]["/users"]["post"]
+    assert create_user["security"] == []
+    assert {"400", "409", "413", "415", "422", "201"} <= set(create_user["responses"])
+    schema_ref = create_user["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert schema_ref.endswith("/CreateUser")
+    props = spec["components"]["schemas"]["CreateUser"]["properties"]
+    assert {"name", "email", "password"} <= set(props)
+    get_event = spec["paths"]["/events/{event_id}"]["get"]
+    assert get_event["security"] == [{"bearer": []}]
+    assert {"401", "404", "503"} <= set(get_event["responses"])
+    problem = get_event["responses"]["404"]["content"]["application/problem+json"]
+    assert problem["schema"]["$ref"].endswith("/Problem")
+    assert "bearer" in spec["components"]["securitySchemes"]
+
+
+async def test_docs_serve_swagger_ui_from_the_service_itself(client: Any) -> None:
+    page = await client.get("/docs")
+    assert page.status == 200 and page.content_type == "text/html"
+    html = await page.text()
+    assert "/openapi.json" in html
+    assert "https://" not in html and "http://" not in html
+    bundle = await client.get("/docs/static/swagger-ui-bundle.js")
+    assert bundle.status == 200
+    assert len(await bundle.read()) > 100_000
