@@ -100,11 +100,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)  # Swagger UI's static files
     if info is not None and info.public:
         return await handler(request)
-    token = _token_from(request, allow_query=bool(info and info.stream))
+    request[keys.caller_key] = await require_caller(request, allow_query=bool(info and info.stream))
+    return await handler(request)
+
+
+async def require_caller(request: web.Request, *, allow_query: bool = False) -> Caller:
+    """The caller the request's token names, or 401."""
+    token = _token_from(request, allow_query=allow_query)
     if token is None:
         raise unauthorized("this route needs 'Authorization: Bearer <token>'")
     found = await authenticate(request.app[keys.db_key], token)
     if found is None:
         raise unauthorized("the token is unknown or revoked")
-    request[keys.caller_key] = found
-    return await handler(request)
+    return found

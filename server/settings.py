@@ -84,6 +84,7 @@ class Settings:
     sse_send_timeout: float = 30.0
     # Value feed
     feed_batch_max: int = 1000
+    feed_require_token: bool = False
     feed_retention_days: float = 30.0  # 0 keeps every value
     prune_interval_seconds: float = 3600.0
     # Descriptors kept back from SSE for pools, logs and accepting writes.
@@ -115,6 +116,7 @@ class Settings:
             sse_max_connections=_int(env, "SSE_MAX_CONNECTIONS", 20000, minimum=1),
             sse_send_timeout=_float(env, "SSE_SEND_TIMEOUT", 30.0, minimum=0.1),
             feed_batch_max=_int(env, "FEED_BATCH_MAX", 1000, minimum=1),
+            feed_require_token=_bool(env, "FEED_REQUIRE_TOKEN", False),
             feed_retention_days=_float(env, "FEED_RETENTION_DAYS", 30.0),
             prune_interval_seconds=_float(env, "PRUNE_INTERVAL_SECONDS", 3600.0, minimum=1.0),
             fd_reserve=_int(env, "FD_RESERVE", 256, minimum=16),

@@ -270,3 +270,16 @@ async def test_stream_stays_open_while_idle(make_client: Any) -> None:
         assert (await stream.next(timeout=2, with_comments=True)).comments == ["ping"]
     await post_value(client, "still here")
     assert (await stream.take(1))[0].data == "still here"
+
+
+async def test_a_setting_can_require_a_token_to_add_values(make_client: Any) -> None:
+    from .helpers import register
+
+    client = await make_client(feed_require_token=True)
+    response = await client.post("/add-value/", json={"value": "anonymous"})
+    assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    user = await register(client)
+    response = await client.post("/add-value/", json={"value": "signed"}, headers=user["headers"])
+    assert response.status == 200
+    items = (await (await client.get("/values")).json())["items"]
+    assert [i["value"] for i in items] == ["signed"]

@@ -6,6 +6,7 @@ from aiohttp import web
 from marshmallow import Schema, fields
 
 from .. import keys
+from ..auth import require_caller
 from ..fields import Text
 from ..http import decode_cursor, json_response, page, page_limit, read_body, rfc3339
 from ..openapi import endpoint
@@ -45,6 +46,8 @@ _add_value_schema = AddValueSchema()
 )
 async def add_value(request: web.Request) -> web.Response:
     """Store a value; answer once it is committed. Every /events/ stream then gets it."""
+    if request.app[keys.settings_key].feed_require_token:
+        await require_caller(request)
     body = await read_body(request, _add_value_schema)
     await request.app[keys.feed_writer_key].add(body["value"])
     return json_response({"message": "Value added successfully"})
