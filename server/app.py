@@ -24,6 +24,7 @@ from .health import health
 from .metrics import Metrics, metrics_handler
 from .middleware import observe_middleware
 from .migrations import migrate
+from .notifications import handlers as notifications
 from .openapi import endpoint
 from .retention import run_periodically
 from .settings import Settings
@@ -95,6 +96,16 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
     add("PUT", "/events/{event_id}", events.update_event, "update_event")
     add("DELETE", "/events/{event_id}", events.delete_event, "delete_event")
     add("GET", "/events/{event_id}/tasks", events.list_event_tasks, "list_event_tasks")
+    # Notifications and per-user streams (send-message first: "/sse/{user_id}" would match it)
+    add("POST", "/sse/send-message", notifications.send_message, "send_message")
+    add("GET", "/sse/{user_id}", notifications.user_stream, "user_stream")
+    add("GET", "/notifications/{user_id}", notifications.list_notifications, "list_notifications")
+    add(
+        "PATCH",
+        "/notifications/{notification_id}",
+        notifications.mark_notification,
+        "mark_notification",
+    )
     return routes
 
 
@@ -147,7 +158,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
-async def feed_ctx(app: web.Application) -> AsyncIterator[None]:
+async def background_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The feed's group-commit writer and the retention jobs."""
     settings = app[keys.settings_key]
     db = app[keys.db_key]
     writer = FeedWriter(db, app[keys.publisher_key], settings.feed_batch_max)
@@ -202,7 +214,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.streams_key] = StreamRegistry(
         settings, metrics, subscribe, unsubscribe, cap=sse_capacity(settings)
     )
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, feed_ctx])
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, background_ctx])
     app.on_startup.append(openapi.build_spec_on_startup)
     app.on_shutdown.append(close_streams)
     app.on_response_prepare.append(add_request_id)

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import orjson
 
 from .sql import Queries
 
@@ -93,11 +94,22 @@ class Database(Runner):
         await self.pool.close()
 
 
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """jsonb in and out as Python values (orjson both ways)."""
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: orjson.dumps(value).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
 async def create_pool(
     dsn: str, *, min_size: int, max_size: int, command_timeout: float
 ) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
+        init=init_connection,
         min_size=min_size,
         max_size=max_size,
         command_timeout=command_timeout,

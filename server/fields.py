@@ -67,3 +67,12 @@ class EmailAddress(fields.Email):
         if len(text) > 320:
             raise ValidationError("must be at most 320 characters long")
         return text
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: not 1, "yes" or "true"."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError("must be true or false")
+        return value

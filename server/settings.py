@@ -86,6 +86,7 @@ class Settings:
     feed_batch_max: int = 1000
     feed_require_token: bool = False
     feed_retention_days: float = 30.0  # 0 keeps every value
+    notification_retention_days: float = 30.0  # 0 keeps every notification
     prune_interval_seconds: float = 3600.0
     # Descriptors kept back from SSE for pools, logs and accepting writes.
     fd_reserve: int = 256
@@ -118,6 +119,7 @@ class Settings:
             feed_batch_max=_int(env, "FEED_BATCH_MAX", 1000, minimum=1),
             feed_require_token=_bool(env, "FEED_REQUIRE_TOKEN", False),
             feed_retention_days=_float(env, "FEED_RETENTION_DAYS", 30.0),
+            notification_retention_days=_float(env, "NOTIFICATION_RETENTION_DAYS", 30.0),
             prune_interval_seconds=_float(env, "PRUNE_INTERVAL_SECONDS", 3600.0, minimum=1.0),
             fd_reserve=_int(env, "FD_RESERVE", 256, minimum=16),
         )

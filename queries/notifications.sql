@@ -1,0 +1,92 @@
+-- name: insert_notifications
+-- The one way to notify: bumps each recipient's counter (rows locked in user_id order, so
+-- transactions notifying overlapping users never deadlock) and inserts one notification per
+-- recipient with that user's next seq, in the caller's transaction. The counter row lock is
+-- held until COMMIT, so a user's seqs commit in order with no gaps.
+-- notification_counters_pkey, then inserts into notifications_user_id_seq_key.
+WITH bumped AS (
+    INSERT INTO notification_counters (user_id, last_seq)
+    SELECT recipient, 1
+    FROM unnest(:user_ids::uuid[]) AS recipient
+    ORDER BY recipient
+    ON CONFLICT (user_id) DO UPDATE SET last_seq = notification_counters.last_seq + 1
+    RETURNING user_id, last_seq
+)
+INSERT INTO notifications (user_id, seq, type, data)
+SELECT bumped.user_id, bumped.last_seq, :type, :data::jsonb
+FROM bumped
+RETURNING id, user_id, seq, type, data, read_at, created_at;
+
+-- name: list_notifications_after
+-- SSE replay: one user's notifications after a seq, oldest first.
+-- Range scan on notifications_user_id_seq_key.
+SELECT id, user_id, seq, type, data, read_at, created_at
+FROM notifications
+WHERE user_id = :user_id AND seq > :after_seq
+ORDER BY seq
+LIMIT :max_rows;
+
+-- name: get_notification_bounds
+-- The oldest seq still kept and the newest committed one for a user, to tell a resumable
+-- Last-Event-ID from one that needs a reset. notifications_user_id_seq_key (one end) and
+-- notification_counters_pkey.
+SELECT
+    (SELECT min(seq) FROM notifications WHERE user_id = :user_id) AS oldest_seq,
+    coalesce(
+        (SELECT last_seq FROM notification_counters WHERE user_id = :user_id), 0
+    ) AS newest_seq;
+
+-- name: list_notifications
+-- GET /notifications/{user_id}: one page, newest first, keyset on seq.
+-- Backward range scan on notifications_user_id_seq_key.
+SELECT id, user_id, seq, type, data, read_at, created_at
+FROM notifications
+WHERE user_id = :user_id AND seq < :before_seq
+ORDER BY seq DESC
+LIMIT :max_rows;
+
+-- name: list_unread_notifications
+-- GET /notifications/{user_id}?unread=true: one page of unread ones, newest first.
+-- Backward range scan on the partial index notifications_unread_idx.
+SELECT id, user_id, seq, type, data, read_at, created_at
+FROM notifications
+WHERE user_id = :user_id AND seq < :before_seq AND read_at IS NULL
+ORDER BY seq DESC
+LIMIT :max_rows;
+
+-- name: count_unread_notifications
+-- unread_count: counts one user's entries in the partial index notifications_unread_idx.
+SELECT count(*)
+FROM notifications
+WHERE user_id = :user_id AND read_at IS NULL;
+
+-- name: get_notification_by_id
+-- One notification, for PATCH and its access check. notifications_pkey.
+SELECT id, user_id, seq, type, data, read_at, created_at
+FROM notifications
+WHERE id = :notification_id;
+
+-- name: set_notification_read
+-- Marks read (keeping the first read_at) or unread. notifications_pkey.
+UPDATE notifications
+SET read_at = CASE WHEN :is_read THEN coalesce(read_at, now()) ELSE NULL END
+WHERE id = :notification_id
+RETURNING id, user_id, seq, type, data, read_at, created_at;
+
+-- name: find_existing_users
+-- How many of these ids are users (send-message refuses unknown ones). users_pkey probes.
+SELECT array_agg(id) AS found
+FROM users
+WHERE id = any(:user_ids::uuid[]);
+
+-- name: prune_notifications
+-- Retention: deletes up to :batch_size notifications created before :cutoff, oldest first.
+-- notifications_created_at_idx; called in a loop until it deletes nothing.
+DELETE FROM notifications
+WHERE id IN (
+    SELECT id
+    FROM notifications
+    WHERE created_at < :cutoff
+    ORDER BY created_at
+    LIMIT :batch_size
+);

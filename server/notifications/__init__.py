@@ -1,0 +1,1 @@
+"""Notifications: the one notify API, GET /sse/{user_id}, send-message, the notification list."""

@@ -1,0 +1,47 @@
+"""Schemas for notifications and messages (API.md, "Notification", "Real-time streams")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from ..fields import StrictBoolean, Text, UtcDateTime
+from .repository import TYPES
+
+
+class NotificationSchema(Schema):
+    id = fields.UUID(required=True)
+    seq = fields.Integer(required=True, metadata={"description": "1, 2, 3... per user, no gaps"})
+    user_id = fields.UUID(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(TYPES))
+    data = fields.Dict(required=True)
+    read = fields.Boolean(required=True)
+    read_at = UtcDateTime(required=True, allow_none=True)
+    created_at = UtcDateTime(required=True)
+
+
+class NotificationPageSchema(Schema):
+    items = fields.List(fields.Nested(NotificationSchema), required=True)
+    next = fields.String(required=True, allow_none=True)
+    unread_count = fields.Integer(required=True)
+
+
+class MarkReadSchema(Schema):
+    read = StrictBoolean(required=True)
+
+
+class SendMessageSchema(Schema):
+    user_id = fields.UUID()
+    user_ids = fields.List(fields.UUID(), validate=validate.Length(min=1, max=100))
+    message = Text(required=True, max_length=10_000)
+    data = fields.Dict(load_default=dict)
+
+    @validates_schema
+    def one_target(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("user_id" in data) == ("user_ids" in data):
+            raise ValidationError("give exactly one of user_id and user_ids", "user_ids")
+
+
+class NotifiedSchema(Schema):
+    notified = fields.List(fields.UUID(), required=True)
