@@ -131,6 +131,17 @@ class Stream:
         self.transport.abort()
         self._wake.set()
 
+    def end(self, reason: str) -> None:
+        """End the stream cleanly (the terminating chunk is sent): revocation, shutdown."""
+        if self.closed:
+            return
+        self.closed = True
+        self.live = False
+        log.info("sse %s stream ended: %s", self.hub.channel, reason)
+        with contextlib.suppress(RuntimeError):
+            self.response.stop_streaming()
+        self._wake.set()
+
     async def wait_for_wake(self) -> bool:
         """Wait until news needs a PostgreSQL read (True) or the connection ends (False)."""
         closed_task = self._closed_task
@@ -254,7 +265,7 @@ class StreamRegistry:
         """Close every local stream opened with one of these (now revoked) tokens."""
         for digest in digests:
             for stream in list(self._by_token.get(digest, ())):
-                stream.cut("its token was revoked")
+                stream.end("its token was revoked")
 
     def catch_up_all(self) -> None:
         """After the broker reconnects: messages may have been lost, re-read PostgreSQL."""
@@ -287,12 +298,6 @@ class StreamRegistry:
         for response in list(self._responses):
             with contextlib.suppress(RuntimeError):
                 response.stop_streaming()
-
-    def close_channel(self, channel: str) -> None:
-        hub = self.hubs.get(channel)
-        if hub is not None:
-            for stream in list(hub.streams):
-                stream.cut("closed by the server")
 
     async def serve(
         self,
