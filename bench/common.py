@@ -64,6 +64,8 @@ def wait_http(port: int, path: str, timeout: float) -> None:
 
 @dataclass
 class Target:
+    """A server under test."""
+
     name: str
     port: int
     proc: subprocess.Popen[bytes]
@@ -140,8 +142,12 @@ class SSEClient(asyncio.Protocol):
     It records (value, receive time) for every message, and the last `id:` seen.
     """
 
-    def __init__(self, path: str, last_event_id: str | None = None) -> None:
+    def __init__(
+        self, path: str, last_event_id: str | None = None, token: str | None = None
+    ) -> None:
         headers = "" if last_event_id is None else f"Last-Event-ID: {last_event_id}\r\n"
+        if token is not None:
+            headers += f"Authorization: Bearer {token}\r\n"
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n{headers}\r\n"
         ).encode()
@@ -246,3 +252,10 @@ async def open_sse(
     async with asyncio.timeout(timeout):
         await asyncio.gather(*(one() for _ in range(count)))
     return clients
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")

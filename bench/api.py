@@ -1,0 +1,152 @@
+"""Authenticated API throughput beside the framework ceiling, same machine, same run.
+
+    python -m bench.api                # 10 s per phase, 16 clients
+    python -m bench.api --seconds 5
+
+Phases (each bounded in time): a bare aiohttp handler returning a constant (the ceiling:
+routing, HTTP parsing and the event loop, nothing else), then this service's authenticated
+GET /events/{id} (token lookup + event read + access check) and POST /events. Prints a
+Markdown table; numbers go to bench/results/api-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+from .common import ROOT, free_port, ours, percentile, raise_nofile, say, wait_http
+
+RESULTS = ROOT / "bench" / "results"
+
+CEILING_APP = """
+import sys
+from aiohttp import web
+async def constant(request):
+    return web.json_response({"ok": True})
+app = web.Application()
+app.router.add_get("/", constant)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+async def load(
+    method: str,
+    url: str,
+    concurrency: int,
+    seconds: float,
+    headers: dict[str, str],
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    failures = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def worker() -> None:
+            nonlocal failures
+            count = 0
+            while time.perf_counter() < deadline and count < 2_000_000:
+                count += 1
+                started = time.perf_counter()
+                async with session.request(method, url, json=body) as response:
+                    await response.read()
+                    if response.status >= 400:
+                        failures += 1
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    result = {
+        "requests": len(latencies),
+        "failures": failures,
+        "per_second": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+    say(
+        f"  {method} {url.split(':', 2)[-1]}: {result['per_second']:,.0f}/s, "
+        f"p99 {result['p99_ms']:.1f} ms, {failures} failures"
+    )
+    return result
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    raise_nofile()
+    results: dict[str, Any] = {}
+    port = free_port()
+    ceiling = subprocess.Popen([sys.executable, "-c", CEILING_APP, str(port)])
+    try:
+        wait_http(port, "/", 30)
+        say(f"framework ceiling (bare aiohttp, constant answer) on port {port}")
+        results["ceiling"] = await load(
+            "GET", f"http://127.0.0.1:{port}/", args.clients, args.seconds, {}
+        )
+    finally:
+        ceiling.terminate()
+        ceiling.wait()
+    with ours() as target:
+        say(f"{target.name} on port {target.port}")
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                target.base + "/users", json={"name": "Bench", "email": "bench@example.com"}
+            ) as r:
+                token = (await r.json())["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            event_body = {
+                "title": "Bench",
+                "start_date": "2030-01-01T10:00:00Z",
+                "end_date": "2030-01-01T11:00:00Z",
+            }
+            async with session.post(target.base + "/events", json=event_body, headers=auth) as r:
+                event_id = (await r.json())["id"]
+        results["get_event"] = await load(
+            "GET", f"{target.base}/events/{event_id}", args.clients, args.seconds, auth
+        )
+        results["post_event"] = await load(
+            "POST", f"{target.base}/events", args.clients, args.seconds, auth, event_body
+        )
+    ceiling_rate = results["ceiling"]["per_second"]
+    print()
+    print(
+        f"| measure ({args.clients} clients, {args.seconds:.0f} s each) | requests/s | p50 (ms) "
+        "| p99 (ms) | share of the ceiling |"
+    )
+    print("|---|---|---|---|---|")
+    for key, label in [
+        ("ceiling", "bare aiohttp handler, constant answer (ceiling)"),
+        ("get_event", "authenticated GET /events/{id}"),
+        ("post_event", "authenticated POST /events"),
+    ]:
+        r = results[key]
+        print(
+            f"| {label} | {r['per_second']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['per_second'] / ceiling_rate:.0%} |"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"api-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    say(f"numbers written to {path.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+    args.seconds = min(args.seconds, 60.0)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
