@@ -25,14 +25,17 @@ from .common import ROOT, free_port, ours, percentile, raise_nofile, say, wait_h
 
 RESULTS = ROOT / "bench" / "results"
 
+# The same event loop as the service (uvloop), so the ratio compares handlers, not loops.
 CEILING_APP = """
 import sys
+import uvloop
 from aiohttp import web
 async def constant(request):
     return web.json_response({"ok": True})
 app = web.Application()
 app.router.add_get("/", constant)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
+            loop=uvloop.new_event_loop())
 """
 
 

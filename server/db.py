@@ -104,12 +104,20 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Release hook: asyncpg has already rolled back any open transaction. Its default reset
+    (RESET ALL, UNLISTEN *, CLOSE ALL, advisory unlock) costs a round trip on every release;
+    this service never changes session state on pooled connections, so that trip is skipped
+    (it was a third of the time of an authenticated GET)."""
+
+
 async def create_pool(
     dsn: str, *, min_size: int, max_size: int, command_timeout: float
 ) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         init=init_connection,
+        reset=keep_session,
         min_size=min_size,
         max_size=max_size,
         command_timeout=command_timeout,

@@ -30,7 +30,9 @@ def json_response(
 
 def rfc3339(value: datetime) -> str:
     """A timestamp as the API writes it: RFC 3339 in UTC, "2024-01-15T10:00:00Z"."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:  # asyncpg already returns UTC: skip the conversion then
+        value = value.astimezone(UTC)
+    return value.isoformat()[:-6] + "Z"  # drop "+00:00"
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:

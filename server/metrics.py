@@ -3,6 +3,8 @@ several apps in one process."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -45,11 +47,25 @@ class Metrics:
             "SSE connections closed because the client stopped reading",
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.rejected = Counter(
             "sse_connections_rejected_total",
             "SSE connections refused with 503 because the process is at its cap",
             registry=self.registry,
         )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request; label children are looked up once per combination."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.duration.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 @endpoint(summary="Prometheus metrics", tag="operations", public=True, responses={200: None})

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
@@ -42,7 +42,7 @@ def route_label(request: web.Request) -> str:
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     supplied = request.headers.get("X-Request-ID", "")
-    request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request_id = supplied if _REQUEST_ID.match(supplied) else os.urandom(16).hex()
     request[keys.request_id_key] = request_id
     started = time.perf_counter()
     metrics = request.app[keys.metrics_key]
@@ -51,12 +51,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
         status = response.status
-        if not response.prepared:
-            response.headers["X-Request-ID"] = request_id
-        return response
+        return response  # X-Request-ID is added as the response is prepared (app.py)
     finally:
-        metrics.requests.labels(request.method, route, str(status)).inc()
-        metrics.duration.labels(request.method, route).observe(time.perf_counter() - started)
+        metrics.observe_request(request.method, route, status, time.perf_counter() - started)
 
 
 class AccessLogger(AbstractAccessLogger):

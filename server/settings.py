@@ -66,6 +66,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     cors_origins: tuple[str, ...] = ()
     shutdown_timeout: float = 10.0
+    uvloop: bool = True
     # Logging
     log_level: str = "INFO"
     log_file: str | None = None
@@ -104,6 +105,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
             cors_origins=origins,
             shutdown_timeout=_float(env, "SHUTDOWN_TIMEOUT", 10.0),
+            uvloop=_bool(env, "UVLOOP", True),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             log_file=env.get("LOG_FILE") or None,
             db_pool_min=_int(env, "DB_POOL_MIN", 2, minimum=1),
