@@ -237,21 +237,29 @@ class SSEClient(asyncio.Protocol):
 async def open_sse(
     port: int, path: str, count: int, last_event_id: str | None = None, timeout: float = 60.0
 ) -> list[SSEClient]:
+    return await open_streams(port, [(path, None)] * count, last_event_id, timeout)
+
+
+async def open_streams(
+    port: int,
+    targets: list[tuple[str, str | None]],
+    last_event_id: str | None = None,
+    timeout: float = 60.0,
+) -> list[SSEClient]:
+    """One stream per (path, token), opened 100 at a time; in the order given."""
     loop = asyncio.get_running_loop()
-    clients: list[SSEClient] = []
     semaphore = asyncio.Semaphore(100)
 
-    async def one() -> None:
+    async def one(path: str, token: str | None) -> SSEClient:
         async with semaphore:
             _, client = await loop.create_connection(
-                lambda: SSEClient(path, last_event_id), "127.0.0.1", port
+                lambda: SSEClient(path, last_event_id, token), "127.0.0.1", port
             )
             await client.ready
-            clients.append(client)
+            return client
 
     async with asyncio.timeout(timeout):
-        await asyncio.gather(*(one() for _ in range(count)))
-    return clients
+        return list(await asyncio.gather(*(one(path, token) for path, token in targets)))
 
 
 def rss_kib(pid: int) -> int:
