@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -234,6 +235,9 @@ class StreamRegistry:
         self._unsubscribe = unsubscribe
         self._responses: set[EventSourceResponse] = set()
         self._by_token: dict[bytes, set[Stream]] = {}
+        self._subscribed: set[str] = set()
+        # Per-channel locks, dropped by the garbage collector once no coroutine holds one.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.stopping = False
 
     def deliver(self, channel: str, payload: bytes) -> None:
@@ -272,12 +276,36 @@ class StreamRegistry:
         for hub in self.hubs.values():
             hub.catch_up_all()
 
-    async def _join(self, channel: str) -> Hub:
+    def _join(self, stream: Stream) -> None:
+        """Put the stream in its channel's hub (synchronously: no leave can interleave)."""
+        stream.hub.streams.add(stream)
+        if stream.token_hash is not None:
+            self._by_token.setdefault(stream.token_hash, set()).add(stream)
+
+    def _hub_for(self, channel: str) -> Hub:
         hub = self.hubs.get(channel)
         if hub is None:
             hub = self.hubs[channel] = Hub(channel, self.settings.sse_queue_bytes, self.metrics)
-            await self._subscribe(channel)
         return hub
+
+    async def _sync_subscription(self, channel: str) -> None:
+        """Make Redis match the hubs: subscribed while a local stream wants the channel.
+
+        One lock per channel orders subscribe and unsubscribe, so a tab that reloads (its old
+        stream leaving as the new one joins) cannot end unsubscribed; and a second stream
+        joining waits until Redis has confirmed the first one's subscription.
+        """
+        lock = self._locks.get(channel)
+        if lock is None:
+            lock = self._locks[channel] = asyncio.Lock()
+        async with lock:
+            wanted = channel in self.hubs
+            if wanted and channel not in self._subscribed:
+                await self._subscribe(channel)
+                self._subscribed.add(channel)
+            elif not wanted and channel in self._subscribed:
+                self._subscribed.discard(channel)
+                await self._unsubscribe(channel)
 
     async def _leave(self, stream: Stream) -> None:
         if stream.token_hash is not None:
@@ -290,7 +318,7 @@ class StreamRegistry:
         hub.streams.discard(stream)
         if not hub.streams and self.hubs.get(hub.channel) is hub:
             del self.hubs[hub.channel]
-            await self._unsubscribe(hub.channel)
+            await self._sync_subscription(hub.channel)
 
     def close_all(self) -> None:
         """On shutdown: end every stream cleanly; clients resume elsewhere with Last-Event-ID."""
@@ -331,14 +359,14 @@ class StreamRegistry:
         gauge = self.metrics.sse_connections.labels(source.kind)
         self.count += 1
         gauge.inc()
-        hub = await self._join(channel)
-        stream = Stream(response, transport, request.version >= HttpVersion11, hub)
-        if token_hash is not None:
-            stream.token_hash = token_hash
-            self._by_token.setdefault(token_hash, set()).add(stream)
-        # In the hub (so subscribed) before the first read: nothing can fall between them.
-        hub.streams.add(stream)
+        stream = Stream(
+            response, transport, request.version >= HttpVersion11, self._hub_for(channel)
+        )
+        stream.token_hash = token_hash
+        self._join(stream)
         try:
+            # Subscribed (confirmed by Redis) before the first read: nothing falls between.
+            await self._sync_subscription(channel)
             # Where to start is settled before the headers go out, so that whatever a client
             # posts after seeing them is after the start. PostgreSQL away: 503, no stream.
             reset = await self._start_position(stream, source, requested)

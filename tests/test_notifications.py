@@ -374,3 +374,18 @@ async def test_notification_reads_use_their_indexes_on_100000_rows(database_url:
             assert "Seq Scan on notifications" not in plan, (name, plan)
     finally:
         await conn.close()
+
+
+async def test_a_reloading_tab_never_ends_up_unsubscribed(client: Any) -> None:
+    # The old stream leaves (last one: unsubscribe) while the new one joins (subscribe).
+    ada = await register(client)
+    bob = await register(client)
+    old = await user_stream(client, bob)
+    for i in range(10):
+        old.response.close()
+        new = await user_stream(client, bob)
+        await asyncio.sleep(0.05 * (i % 3))  # let the old stream's leave run at varied points
+        assert (await send(client, ada, [bob["id"]], f"after reload {i}")).status == 202
+        event = (await new.take(1, timeout=5))[0]
+        assert json.loads(event.data)["data"]["message"] == f"after reload {i}"
+        old = new
