@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: sync run lint format typecheck test test-local check-sql bench all clean
+.PHONY: sync run lint format typecheck type-check test test-local check-sql bench all clean
 
 sync:            ## create the virtualenv and install the service with test and dev tools
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[dev]'
@@ -19,6 +19,8 @@ format:          ## rewrite files in ruff's format and apply safe fixes
 typecheck:       ## mypy over server/
 	$(VENV)/bin/mypy
 
+type-check: typecheck
+
 test:            ## the test suite (embedded servers unless TEST_DATABASE_URL / TEST_REDIS_URL are set)
 	$(PY) -m pytest
 
@@ -28,8 +30,8 @@ test-local:      ## the test suite against this machine's PostgreSQL and Redis
 check-sql:       ## prepare every statement in queries/ against the migrated database
 	$(PY) run.py check-sql
 
-bench:           ## the feed benchmark, side by side with the LiveDataStream baseline
-	$(PY) -m bench.feed
+bench:           ## every benchmark (see bench/README.md), side by side with the baseline
+	$(PY) -m bench.feed && $(PY) -m bench.api && $(PY) -m bench.notifications
 
 all: lint typecheck test
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -27,6 +28,8 @@ from .sql import QUERIES_DIR, Queries, QueryFileError
 
 log = logging.getLogger("server")
 
+# Index names as the comments in queries/ write them: users_pkey, users_email_key, *_idx.
+_INDEX_NAME = re.compile(r"\b[a-z][a-z0-9_]*_(?:pkey|key|idx)\b")
 RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
 
 
@@ -88,6 +91,8 @@ async def check_sql(settings: Settings, queries_dir: Path, migrations_dir: Path)
     failures = 0
     try:
         await migrate(conn, Queries(), migrations_dir, progress=lambda _: None)
+        catalog = Queries()["catalog.list_index_names"]
+        indexes = {r["name"] for r in await conn.fetch(catalog.sql)}
         for i, name in enumerate(sorted(queries), 1):
             query = queries[name]
             try:
@@ -104,6 +109,14 @@ async def check_sql(settings: Settings, queries_dir: Path, migrations_dir: Path)
                 for p, t in zip(query.params, statement.get_parameters(), strict=False)
             )
             columns = ", ".join(f"{a.name} {a.type.name}" for a in statement.get_attributes())
+            named = set(_INDEX_NAME.findall(query.doc))
+            if named - indexes:
+                failures += 1
+                print(
+                    f"check-sql: [{i}/{len(queries)}] FAIL {name} ({query.path}): its comment "
+                    f"names indexes that do not exist: {', '.join(sorted(named - indexes))}"
+                )
+                continue
             print(
                 f"check-sql: [{i}/{len(queries)}] ok {name}({params})"
                 + (f" -> {columns}" if columns else "")

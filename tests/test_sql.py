@@ -82,3 +82,23 @@ async def test_check_sql_fails_on_a_broken_query(database_url: str, tmp_path: Pa
     assert "FAIL broken.list_ghosts" in output
     assert "no_such_column" in output
     assert "1 failed" in output
+
+
+async def test_check_sql_fails_when_a_comment_names_a_missing_index(
+    database_url: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "queries"
+    shutil.copytree(QUERIES_DIR, directory)
+    write(
+        directory,
+        "-- name: newest_values\n-- Newest first; served by feed_values_created_at_idx.\n"
+        "SELECT id FROM feed_values ORDER BY created_at DESC LIMIT :max_rows;\n",
+        name="stale.sql",
+    )
+    code, output = await run_cli(
+        "check-sql", "--queries-dir", str(directory),
+        env={"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:1/0"},
+    )  # fmt: skip
+    assert code == 1, output
+    assert "FAIL stale.newest_values" in output
+    assert "feed_values_created_at_idx" in output
