@@ -155,6 +155,8 @@ class SSEClient(asyncio.Protocol):
         self.ready = asyncio.get_running_loop().create_future()
         self.closed = asyncio.get_running_loop().create_future()
         self.received: list[tuple[str, float]] = []
+        self.ids: list[str] = []
+        self.pings = 0
         self.last_id: str | None = None
         self._head = b""
         self._chunked = False
@@ -196,7 +198,9 @@ class SSEClient(asyncio.Protocol):
                     return
                 size = int(bytes(raw[:end]).split(b";")[0], 16)
                 del raw[: end + 2]
-                if size == 0:
+                if size == 0:  # the server ended the stream (a clean end, e.g. on shutdown)
+                    if self.transport is not None:
+                        self.transport.close()
                     return
                 self._need = size + 2
             if len(raw) < self._need:
@@ -214,6 +218,9 @@ class SSEClient(asyncio.Protocol):
                 return
             frame = bytes(body[:end])
             del body[: end + 2]
+            if frame.startswith(b":"):
+                self.pings += 1
+                continue
             data = []
             for line in frame.split(b"\n"):
                 if line.startswith(b"data: "):
@@ -222,6 +229,7 @@ class SSEClient(asyncio.Protocol):
                     self.last_id = line[4:].decode()
             if data:
                 self.received.append((b"\n".join(data).decode(), now))
+                self.ids.append(self.last_id or "")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ready.done():

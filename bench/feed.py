@@ -77,13 +77,17 @@ async def writes(target: Target, concurrency: int, seconds: float) -> dict[str, 
     return result
 
 
-async def fanout(target: Target, streams: int, values: int, rate: float) -> dict[str, Any]:
+async def fanout(
+    target: Target, streams: int, values: int, rate: float, spread_posts: bool = False
+) -> dict[str, Any]:
+    """spread_posts: a new connection per POST, so that several workers share the writes."""
     clients = await open_sse(target.port, "/events/", streams)
     say(f"  fan-out: {streams} streams open, posting {values} values at {rate:.0f}/s")
     await asyncio.sleep(0.5)
     sent_at: dict[str, float] = {}
     post_latencies: list[float] = []
-    async with aiohttp.ClientSession() as session:
+    connector = aiohttp.TCPConnector(force_close=spread_posts)
+    async with aiohttp.ClientSession(connector=connector) as session:
         start = time.perf_counter()
         tasks = []
         for i in range(values):

@@ -228,9 +228,13 @@ def _serve_workers(settings: Settings, workers: int) -> int:
                         child.kill()
         else:
             for i, child in enumerate(children):
-                if child.poll() is not None:  # crashed: replace it, the port stays served
-                    log.error(
-                        "worker %d exited with %s; starting a new one", child.pid, child.returncode
+                if child.poll() is not None:  # stopped or crashed: replace it
+                    level = logging.INFO if child.returncode == 0 else logging.ERROR
+                    log.log(
+                        level,
+                        "worker %d exited with %s; starting a new one",
+                        child.pid,
+                        child.returncode,
                     )
                     children[i] = spawn()
         time.sleep(0.2)
