@@ -351,7 +351,7 @@ def report(results: dict[str, Any]) -> str:
     k = results["cluster"]
     out += [
         "",
-        "| 4 processes, 4,000 streams, 200 values at 100/s | value |",
+        "| 4 processes, 4,000 streams, 100 values at 25/s | value |",
         "|---|---|",
         f"| delivered | {k['delivered']:,}/{k['expected']:,} ({k['delivered_pct']:.1f}%) |",
         f"| delivery p50 / p99 / max | {k['delivery_p50_ms']:.0f} / "
