@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -21,9 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from .common import ROOT, free_port, ours, percentile, raise_nofile, say, wait_http
-
-RESULTS = ROOT / "bench" / "results"
+from .common import free_port, ours, percentile, raise_nofile, save_results, say, wait_http
 
 # The same event loop as the service (uvloop), so the ratio compares handlers, not loops.
 CEILING_APP = """
@@ -134,10 +131,7 @@ async def main_async(args: argparse.Namespace) -> None:
             f"| {label} | {r['per_second']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
             f"{r['per_second'] / ceiling_rate:.0%} |"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"api-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    say(f"numbers written to {path.relative_to(ROOT)}")
+    save_results("api", {"args": vars(args), "results": results})
 
 
 def main() -> None:

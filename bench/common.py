@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -275,3 +276,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def save_results(kind: str, payload: dict[str, object]) -> None:
+    """Write a run's numbers to bench/results/<kind>-<time>.json and say where."""
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    say(f"numbers written to {path.relative_to(ROOT)}")

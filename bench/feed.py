@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import platform
 import time
 from collections.abc import Iterator
@@ -28,9 +27,16 @@ from typing import Any
 
 import aiohttp
 
-from .common import ROOT, Target, baseline, open_sse, ours, percentile, raise_nofile, say
-
-RESULTS = ROOT / "bench" / "results"
+from .common import (
+    Target,
+    baseline,
+    open_sse,
+    ours,
+    percentile,
+    raise_nofile,
+    save_results,
+    say,
+)
 
 
 async def post(session: aiohttp.ClientSession, base: str, value: str) -> float:
@@ -267,10 +273,7 @@ async def main_async(args: argparse.Namespace) -> None:
             results.append(await run_target(target, args))
     print()
     print(table(results))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"feed-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    say(f"numbers written to {path.relative_to(ROOT)}")
+    save_results("feed", {"args": vars(args), "results": results})
 
 
 def main() -> None:

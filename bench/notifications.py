@@ -20,9 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from .common import ROOT, open_streams, ours, percentile, raise_nofile, rss_kib, say
-
-RESULTS = ROOT / "bench" / "results"
+from .common import open_streams, ours, percentile, raise_nofile, rss_kib, save_results, say
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -122,10 +120,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(f"| POST /sse/send-message p99 (ms) | {result['send_p99_ms']:.1f} |")
     print(f"| server RSS per open idle stream | {per_stream:.1f} KiB |")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"notifications-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"args": vars(args), "result": result}, indent=2))
-    say(f"numbers written to {path.relative_to(ROOT)}")
+    save_results("notifications", {"args": vars(args), "result": result})
 
 
 def main() -> None:

@@ -39,7 +39,6 @@ import aiohttp
 
 from .api import CEILING_APP, load
 from .common import (
-    ROOT,
     baseline,
     free_port,
     open_streams,
@@ -47,12 +46,11 @@ from .common import (
     percentile,
     raise_nofile,
     rss_kib,
+    save_results,
     say,
     wait_http,
 )
 from .feed import fanout, writes
-
-RESULTS = ROOT / "bench" / "results"
 
 
 async def ceiling(seconds: float) -> dict[str, Any]:
@@ -381,10 +379,7 @@ async def main_async(args: argparse.Namespace) -> None:
     results["cluster"] = await cluster(args)
     print()
     print(report(results))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"scale-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    say(f"numbers written to {path.relative_to(ROOT)}")
+    save_results("scale", {"args": vars(args), "results": results})
 
 
 def main() -> None:

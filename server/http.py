@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -138,6 +138,19 @@ def decode_cursor(request: web.Request, keys: Mapping[str, type]) -> dict[str, A
 
 def page(items: list[Any], limit: int, next_position: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"items": items, "next": encode_cursor(next_position) if next_position else None}
+
+
+def page_of(
+    rows: Sequence[Any],
+    limit: int,
+    item: Callable[[Any], Any],
+    position: Callable[[Any], Mapping[str, Any]],
+) -> dict[str, Any]:
+    """A keyset page from ``limit + 1`` fetched rows: the extra row only says there is more,
+    and the cursor is the position of the last row shown."""
+    more = len(rows) > limit
+    shown = rows[:limit]
+    return page([item(r) for r in shown], limit, position(shown[-1]) if more else None)
 
 
 def path_uuid(request: web.Request, name: str) -> uuid.UUID:

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,30 +90,34 @@ def template_database(postgres_admin_url: str) -> Iterator[str]:
     asyncio.run(drop())
 
 
-@pytest.fixture
-async def database_url(postgres_admin_url: str, template_database: str) -> AsyncIterator[str]:
-    """A fresh, migrated database for this test alone."""
+@asynccontextmanager
+async def fresh_database(admin_url: str, template: str | None = None) -> AsyncIterator[str]:
+    """A new database (a copy of ``template``, or empty) for one test, dropped after it."""
     name = f"collab_test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(postgres_admin_url)
+    admin = await asyncpg.connect(admin_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-        yield with_database(postgres_admin_url, name)
+        if template:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        else:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(admin_url, name)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(postgres_admin_url: str, template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test alone."""
+    async with fresh_database(postgres_admin_url, template_database) as url:
+        yield url
 
 
 @pytest.fixture
 async def empty_database_url(postgres_admin_url: str) -> AsyncIterator[str]:
     """A fresh database with no schema at all, for migration tests."""
-    name = f"collab_test_empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield with_database(postgres_admin_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(postgres_admin_url) as url:
+        yield url
 
 
 @pytest.fixture

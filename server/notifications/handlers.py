@@ -11,7 +11,7 @@ from aiohttp import web
 from .. import keys
 from ..auth import caller
 from ..errors import ApiError, validation_error
-from ..http import decode_cursor, json_response, page, page_limit, path_uuid, read_body
+from ..http import decode_cursor, json_response, page_limit, page_of, path_uuid, read_body
 from ..openapi import endpoint
 from ..policy import Action, enforce, user_decision
 from ..streams import MAX_ID
@@ -109,9 +109,7 @@ async def list_notifications(request: web.Request) -> web.Response:
     rows = await repo.page(
         user_id, cursor["before"] if cursor else MAX_ID, limit + 1, unread_only=unread == "true"
     )
-    items = [notification_json(r) for r in rows[:limit]]
-    position = {"before": rows[limit - 1]["seq"]} if len(rows) > limit else None
-    body = page(items, limit, position)
+    body = page_of(rows, limit, notification_json, lambda r: {"before": r["seq"]})
     body["unread_count"] = await repo.unread_count(user_id)
     return json_response(body)
 

@@ -15,8 +15,8 @@ from ..events.schemas import EventPageSchema
 from ..http import (
     decode_cursor,
     json_response,
-    page,
     page_limit,
+    page_of,
     path_uuid,
     read_body,
     rfc3339,
@@ -176,7 +176,8 @@ async def list_user_events(request: web.Request) -> web.Response:
     rows = await EventsRepository(request.app[keys.db_key]).list_by_owner(
         row["id"], cursor, limit + 1
     )
-    items = [event_json(r) for r in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    position = {"start": last["start_date"].isoformat(), "id": str(last["id"])} if last else None
-    return json_response(page(items, limit, position))
+    return json_response(page_of(rows, limit, event_json, event_position))
+
+
+def event_position(row: asyncpg.Record) -> dict[str, str]:
+    return {"start": row["start_date"].isoformat(), "id": str(row["id"])}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
 from aiohttp import web
 from marshmallow import Schema, fields
 
 from .. import keys
 from ..auth import require_caller
 from ..fields import Text
-from ..http import decode_cursor, json_response, page, page_limit, read_body, rfc3339
+from ..http import decode_cursor, json_response, page_limit, page_of, read_body, rfc3339
 from ..openapi import endpoint
 from ..streams import MAX_ID
 from .repository import FeedSource, ValuesRepository
@@ -83,9 +86,8 @@ async def list_values(request: web.Request) -> web.Response:
     cursor = decode_cursor(request, {"before": int})
     before = cursor["before"] if cursor else MAX_ID
     rows = await ValuesRepository(request.app[keys.db_key]).list_before(before, limit + 1)
-    items = [
-        {"id": r["id"], "value": r["value"], "created_at": rfc3339(r["created_at"])}
-        for r in rows[:limit]
-    ]
-    more = len(rows) > limit
-    return json_response(page(items, limit, {"before": items[-1]["id"]} if more else None))
+    return json_response(page_of(rows, limit, value_json, lambda r: {"before": r["id"]}))
+
+
+def value_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {"id": row["id"], "value": row["value"], "created_at": rfc3339(row["created_at"])}
