@@ -64,12 +64,17 @@ async def index(request: web.Request) -> web.FileResponse:
 def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
     """Every route of the service. Each answers with and without a trailing slash."""
     routes: list[web.AbstractRoute] = []
+    aliases = app[openapi.ALIASES_KEY] = set()
 
     def add(method: str, path: str, handler: Any, name: str) -> None:
-        bare = path.rstrip("/") or "/"
-        routes.append(app.router.add_route(method, bare, handler, name=name))
-        if bare != "/":
-            routes.append(app.router.add_route(method, bare + "/", handler))
+        """The path as API.md writes it (named, documented), and its twin with or without
+        the trailing slash (an alias, not documented twice)."""
+        routes.append(app.router.add_route(method, path, handler, name=name))
+        if path != "/":
+            twin = path.rstrip("/") if path.endswith("/") else path + "/"
+            alias = app.router.add_route(method, twin, handler)
+            routes.append(alias)
+            aliases.add(id(alias))
 
     # Operations
     add("GET", "/", index, "index")

@@ -101,14 +101,13 @@ def build_spec(app: web.Application, title: str, version: str) -> dict[str, Any]
     )  # fmt: skip
     spec.components.schema("Problem", schema=ProblemSchema)
     paths: dict[str, dict[str, Any]] = {}
+    aliases = app.get(ALIASES_KEY, set())
     for route in app.router.routes():
         info = endpoint_of(route.handler)
         resource = route.resource
-        if info is None or resource is None:
+        if info is None or resource is None or id(route) in aliases:
             continue
         path = resource.canonical
-        if path != "/" and path.endswith("/"):
-            continue  # the trailing-slash twin of a documented route
         operation = _operation(info, path)
         paths.setdefault(path, {})[route.method.lower()] = operation
     for path, operations in sorted(paths.items()):
@@ -165,6 +164,8 @@ def _operation(info: Endpoint, path: str) -> dict[str, Any]:
 
 
 SPEC_KEY = web.AppKey("openapi_spec", dict)
+# ids of the routes registered only as trailing-slash twins of documented ones
+ALIASES_KEY = web.AppKey("route_aliases", set)
 
 
 @endpoint(
