@@ -15,12 +15,19 @@ import argparse
 import asyncio
 import subprocess
 import sys
-import time
 from typing import Any
 
 import aiohttp
 
-from .common import free_port, ours, percentile, raise_nofile, save_results, say, wait_http
+from .common import (
+    free_port,
+    ours,
+    raise_nofile,
+    request_loop,
+    save_results,
+    say,
+    wait_http,
+)
 
 # The same event loop as the service (uvloop), so the ratio compares handlers, not loops.
 CEILING_APP = """
@@ -44,37 +51,10 @@ async def load(
     headers: dict[str, str],
     body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    latencies: list[float] = []
-    failures = 0
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-
-        async def worker() -> None:
-            nonlocal failures
-            count = 0
-            while time.perf_counter() < deadline and count < 2_000_000:
-                count += 1
-                started = time.perf_counter()
-                async with session.request(method, url, json=body) as response:
-                    await response.read()
-                    if response.status >= 400:
-                        failures += 1
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    result = {
-        "requests": len(latencies),
-        "failures": failures,
-        "per_second": len(latencies) / elapsed,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-    }
+    result = await request_loop(method, url, concurrency, seconds, headers, body)
     say(
         f"  {method} {url.split(':', 2)[-1]}: {result['per_second']:,.0f}/s, "
-        f"p99 {result['p99_ms']:.1f} ms, {failures} failures"
+        f"p99 {result['p99_ms']:.1f} ms, {result['failures']:.0f} failures"
     )
     return result
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT.parent / "shared" / "baselines" / "livedatastream"
 
@@ -285,3 +287,51 @@ def save_results(kind: str, payload: dict[str, object]) -> None:
     path = results / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(payload, indent=2))
     say(f"numbers written to {path.relative_to(ROOT)}")
+
+
+async def request_loop(
+    method: str,
+    url: str,
+    concurrency: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    body: dict[str, object] | None = None,
+) -> dict[str, float]:
+    """``concurrency`` clients sending the same request back to back for ``seconds``.
+
+    Throughput and latency count answered requests below 400; the rest are failures.
+    """
+    latencies: list[float] = []
+    failures = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def worker() -> None:
+            nonlocal failures
+            count = 0
+            while time.perf_counter() < deadline and count < 2_000_000:
+                count += 1
+                started = time.perf_counter()
+                try:
+                    async with session.request(method, url, json=body) as response:
+                        await response.read()
+                        ok = response.status < 400
+                except aiohttp.ClientError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    failures += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "failures": failures,
+        "per_second": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }

@@ -34,6 +34,7 @@ from .common import (
     ours,
     percentile,
     raise_nofile,
+    request_loop,
     save_results,
     say,
 )
@@ -49,36 +50,11 @@ async def post(session: aiohttp.ClientSession, base: str, value: str) -> float:
 
 
 async def writes(target: Target, concurrency: int, seconds: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker(n: int) -> None:
-            nonlocal errors
-            i = 0
-            while time.perf_counter() < deadline and i < 1_000_000:
-                i += 1
-                try:
-                    latencies.append(await post(session, target.base, f"w{n}-{i}"))
-                except (aiohttp.ClientError, RuntimeError):
-                    errors += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(n) for n in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    result = {
-        "concurrency": concurrency,
-        "requests": len(latencies),
-        "errors": errors,
-        "per_second": len(latencies) / elapsed,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-    }
+    url = target.base + "/add-value/"
+    result = await request_loop("POST", url, concurrency, seconds, body={"value": "bench"})
     say(
         f"  writes x{concurrency}: {result['per_second']:.0f}/s, p50 {result['p50_ms']:.1f} ms, "
-        f"p99 {result['p99_ms']:.1f} ms, {errors} errors"
+        f"p99 {result['p99_ms']:.1f} ms, {result['failures']:.0f} failures"
     )
     return result
 
