@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 
@@ -99,6 +100,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except web.HTTPException as exc:
         return _from_http_exception(request, exc)
+    except asyncpg.DataError as exc:
+        # SQLSTATE class 22: a value PostgreSQL cannot take that validation let through. The
+        # schemas should have said no first; answer as they would have, and log it to fix.
+        log.warning(
+            "database refused a value: %s %s -> 422 (%s) request_id=%s",
+            request.method,
+            request.path,
+            type(exc).__name__,
+            request.get(keys.request_id_key),
+        )
+        return problem_response(422, "a value in the request cannot be stored")
     except Exception as exc:
         if is_unavailable(exc):
             log.warning(

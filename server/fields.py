@@ -19,7 +19,11 @@ class Text(fields.String):
     def __init__(
         self, *, min_length: int = 1, max_length: int, single_line: bool = False, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
+        # The same rules in the OpenAPI document (apispec copies these keywords as they are).
+        metadata = {"minLength": min_length, "maxLength": max_length, **kwargs.pop("metadata", {})}
+        no_nul, one_line = "^[^\\u0000]*$", "^[^\\r\\n\\u0000]*$"
+        metadata.setdefault("pattern", one_line if single_line else no_nul)
+        super().__init__(metadata=metadata, **kwargs)
         self.min_length = min_length
         self.max_length = max_length
         self.single_line = single_line

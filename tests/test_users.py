@@ -209,3 +209,17 @@ async def test_deleting_a_user_removes_tokens_and_owned_events(client: Any) -> N
     # The email is free again, and the event went with its owner.
     again = await register(client, email=ada["email"])
     await assert_problem(await client.get(f"/events/{event_id}", headers=again["headers"]), 404)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "a\u0000b@example.com", "password": "whatever12"},
+        {"email": "a@example.com", "password": "nul\u0000inside"},
+        {"email": "a@example.com"},
+        {"email": 12, "password": "x"},
+    ],
+)
+async def test_malformed_logins_are_422_not_500(client: Any, body: dict[str, Any]) -> None:
+    # Found by schemathesis: a NUL in the login email reached PostgreSQL and answered 500.
+    await assert_problem(await client.post("/auth/token", json=body), 422)
