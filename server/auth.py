@@ -45,6 +45,7 @@ class Passwords:
         self._hasher = PasswordHasher()
         # Checked against when the email is unknown, so both failures take the same time.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        self.verifications = 0  # argon2 verifications done: one per login attempt, always
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(self._hasher.hash, password)
@@ -56,6 +57,7 @@ class Passwords:
             except (VerificationError, InvalidHashError):
                 return False
 
+        self.verifications += 1
         ok = await asyncio.to_thread(check)
         return ok and password_hash is not None
 
