@@ -240,7 +240,10 @@ def _serve_workers(settings: Settings, workers: int) -> int:
         time.sleep(0.2)
     codes = [child.returncode for child in children]
     log.info("all workers stopped (exit codes %s)", codes)
-    return 0 if all(c in (0, -signal.SIGTERM) for c in codes) else 1
+    # A worker stopped by SIGTERM exits 0 once serving, 128+15 if it was still starting up
+    # (our handler), or -15 if it had not installed one yet: all are a clean stop.
+    stopped = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+    return 0 if all(c in stopped for c in codes) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
