@@ -58,25 +58,48 @@ def die_with_parent() -> None:
 class RedisProcess:
     """A Valkey server process on a loopback port; data is not persisted (pub/sub only)."""
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(
+        self, port: int | None = None, workdir: Path | None = None, unix_socket: Path | None = None
+    ) -> None:
+        """On a unix socket when one is given (no TCP port that could collide with anything),
+        else on a loopback port (tests restart a server on the same port)."""
+        self.unix_socket = unix_socket
+        self.port = 0 if unix_socket else (port or free_port())
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        if self.unix_socket is not None:
+            return f"unix://{self.unix_socket}?db=0"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _connect(self) -> socket.socket:
+        if self.unix_socket is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(0.2)
+            try:
+                sock.connect(str(self.unix_socket))
+            except OSError:
+                sock.close()
+                raise
+            return sock
+        return socket.create_connection(("127.0.0.1", self.port), timeout=0.2)
 
     def start(self, timeout: float = 10.0) -> RedisProcess:
         args = [
             valkey_server_path(),
-            "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--save", "",
             "--appendonly", "no",
             "--protected-mode", "yes",
             "--loglevel", "warning",
         ]  # fmt: skip
+        if self.unix_socket is not None:
+            self.unix_socket.parent.mkdir(parents=True, exist_ok=True)
+            args += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
+        else:
+            args += ["--bind", "127.0.0.1"]
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
             args += ["--dir", str(self.workdir)]
@@ -91,16 +114,13 @@ class RedisProcess:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 raise RuntimeError(f"embedded Redis exited at start: {err.strip()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
-            ):
+            with contextlib.suppress(OSError), self._connect() as sock:
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
                     return self
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"embedded Redis did not answer on port {self.port} in {timeout:.0f} s")
+        raise RuntimeError(f"embedded Redis did not answer at {self.url} in {timeout:.0f} s")
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self.proc = self.proc, None
@@ -160,9 +180,14 @@ def embedded_services(
                 (data_dir / "postgres").resolve(),
             )
         if want_redis:
-            redis = RedisProcess(workdir=data_dir / "redis").start()
+            redis_dir = (data_dir / "redis").resolve()
+            sock = redis_dir / "redis.sock"
+            # A unix socket path must fit in 107 bytes; a deep DATA_DIR falls back to loopback.
+            redis = RedisProcess(
+                workdir=redis_dir, unix_socket=sock if len(str(sock)) < 100 else None
+            ).start()
             redis_url = redis.url
-            log.info("embedded Redis (Valkey) ready on 127.0.0.1:%d", redis.port)
+            log.info("embedded Redis (Valkey) ready at %s", redis_url)
         yield database_url, redis_url
     finally:
         if redis is not None:
