@@ -46,7 +46,9 @@ async def start_service(env: dict[str, str], *args: str) -> tuple[Any, str]:
     if proc.returncode is None:
         proc.kill()
     out = await proc.stdout.read()
-    raise AssertionError(f"service did not become healthy (exit {proc.returncode}):\n{out.decode()}")
+    raise AssertionError(
+        f"service did not become healthy (exit {proc.returncode}):\n{out.decode()}"
+    )
 
 
 async def stop_service(proc: Any, timeout: float = 10.0) -> tuple[int, str, float]:
