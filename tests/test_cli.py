@@ -150,3 +150,78 @@ async def test_several_workers_share_the_port(database_url: str, redis_url: str)
         code, output, _ = await stop_service(proc, timeout=20)
     assert code == 0, output
     assert "started 2 workers" in output
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [int(p) for p in children if b"run.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+async def test_graceful_restart_of_one_worker_loses_nothing_for_resuming_clients(
+    database_url: str, redis_url: str
+) -> None:
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "SSE_HEARTBEAT_SECONDS": "1"}
+    proc, base = await start_service(env, "--workers", "2")
+    posted: list[str] = []
+    seen: list[list[tuple[int, str]]] = [[] for _ in range(12)]
+    connections = [0] * len(seen)
+    stop = asyncio.Event()
+
+    async def reader(n: int, log: list[tuple[int, str]]) -> None:
+        # What EventSource does: read; when the stream ends, reconnect with Last-Event-ID.
+        last = "0"
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                try:
+                    async with session.get(
+                        base + "/events/", headers={"Last-Event-ID": last}
+                    ) as response:
+                        connections[n] += 1
+                        stream = EventStream(response)
+                        while not stop.is_set():
+                            try:
+                                event = await stream.next(timeout=0.5)
+                            except TimeoutError:
+                                continue
+                            if event.id and event.data:
+                                log.append((int(event.id), event.data))
+                                last = event.id
+                except (aiohttp.ClientError, EOFError):
+                    await asyncio.sleep(0.05)
+
+    try:
+        readers = [asyncio.create_task(reader(n, log)) for n, log in enumerate(seen)]
+        await asyncio.sleep(1)
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True)
+        ) as session:
+            for i in range(60):
+                if i == 20:
+                    os.kill(worker_pids(proc.pid)[0], signal.SIGTERM)  # one worker restarts
+                for _ in range(100):  # a POST that reaches the stopping worker is retried
+                    try:
+                        async with session.post(
+                            base + "/add-value/", json={"value": f"v{i}"}
+                        ) as response:
+                            if response.status == 200:
+                                posted.append(f"v{i}")
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.02)
+        for _ in range(100):
+            if all(len(log) >= len(posted) for log in seen):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*readers)
+    finally:
+        code, output, _ = await stop_service(proc, timeout=30)
+    assert len(posted) == 60
+    for log in seen:
+        assert [i for i, _ in log] == list(range(1, 61)), "a gap or a repeat after the restart"
+        assert [v for _, v in log] == posted
+    assert "starting a new one" in output  # the supervisor replaced the stopped worker
+    assert sum(connections) > len(seen), "no stream was on the restarted worker"
+    assert code == 0, output
