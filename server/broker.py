@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .streams import CONTROL_CHANNEL
+from .streams import CONTROL_CHANNEL, RESYNC
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,10 @@ class Publisher:
     """Publishes news after COMMIT, in order, without ever making a write wait on Redis.
 
     A bounded queue drained by one task in pipelines; when Redis is down the oldest news is
-    dropped (streams re-read PostgreSQL when the broker reconnects).
+    dropped. Dropped news is not lost to readers: after a failed publish, the first publish
+    that succeeds again is followed by a "resync" on the control channel, which makes every
+    process re-read PostgreSQL for all its streams (the subscriber side may never have noticed
+    the trouble: a publish can time out while the pub/sub connection stays up).
     """
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
@@ -190,6 +193,7 @@ class Publisher:
         self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._last_warning = 0.0
+        self._resync = False  # news was dropped: send a resync once Redis takes writes again
         self.dropped = 0
 
     def publish(self, channel: str, payload: bytes) -> None:
@@ -209,9 +213,18 @@ class Publisher:
         self._queue.put_nowait(None)  # the end marker: everything before it gets published
         await finish(task, drain)
 
+    async def _next(self) -> tuple[str, bytes] | None:
+        if not self._resync:
+            return await self._queue.get()
+        try:  # owed a resync: retry it every second even when no other news comes
+            async with asyncio.timeout(1.0):
+                return await self._queue.get()
+        except TimeoutError:
+            return self.prefix + CONTROL_CHANNEL, RESYNC
+
     async def _run(self) -> None:
         while True:
-            item = await self._queue.get()
+            item = await self._next()
             if item is None:
                 return
             batch = [item]
@@ -221,6 +234,9 @@ class Publisher:
                     self._queue.put_nowait(None)  # end after this batch
                     break
                 batch.append(item)
+            resync = self._resync
+            if resync and batch[-1][1] != RESYNC:
+                batch.append((self.prefix + CONTROL_CHANNEL, RESYNC))
             try:
                 if len(batch) == 1:
                     await self.client.publish(*batch[0])
@@ -229,7 +245,11 @@ class Publisher:
                         for channel, payload in batch:
                             pipe.publish(channel, payload)
                         await pipe.execute()
+                if resync:
+                    self._resync = False
+                    log.info("redis publish works again; every process re-reads its streams")
             except (RedisError, OSError) as exc:
+                self._resync = True
                 self.dropped += len(batch)
                 now = time.monotonic()
                 if now - self._last_warning > 30:

@@ -40,8 +40,11 @@ log = logging.getLogger(__name__)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 REPLAY_PAGE = 500
 MAX_ID = 2**63 - 1
-# Every process subscribes this channel; it carries "revoke <hex digest>,<hex digest>..."
+# Every process subscribes this channel. It carries "revoke <hex digest>,<hex digest>..."
+# (close streams opened with these tokens) and "resync" (news may have been dropped: every
+# stream re-reads PostgreSQL).
 CONTROL_CHANNEL = "_control"
+RESYNC = b"resync"
 
 
 def encode_event(event_id: int, data: str, event: str | None = None) -> bytes:
@@ -256,7 +259,9 @@ class StreamRegistry:
 
     def _control(self, payload: bytes) -> None:
         verb, _, rest = payload.partition(b" ")
-        if verb == b"revoke":
+        if verb == RESYNC:
+            self.catch_up_all()
+        elif verb == b"revoke":
             digests = []
             for item in rest.split(b","):
                 try:

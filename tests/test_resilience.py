@@ -100,3 +100,27 @@ async def test_redis_down_at_start_still_serves_and_recovers(make_client: Any) -
         assert await metric(client, "sse_connections", 'stream="feed"') == 1
     finally:
         redis.stop()
+
+
+async def test_news_dropped_by_a_failed_publish_still_arrives(make_client: Any) -> None:
+    # Redis refuses writes (PUBLISH) for longer than the publisher waits, while the pub/sub
+    # connection stays up: the subscriber side never notices. The value is committed, its
+    # news is dropped, and the resync that follows once publishing works again brings it.
+    import redis.asyncio as aioredis
+
+    redis = RedisProcess().start()
+    admin = aioredis.Redis.from_url(redis.url)
+    try:
+        client = await make_client(redis_url=redis.url)
+        stream = await open_stream(client)
+        assert await post(client, "before") == 200
+        assert (await stream.take(1))[0].data == "before"
+        await admin.execute_command("CLIENT", "PAUSE", "11000", "WRITE")
+        assert await post(client, "while publishing fails") == 200
+        event = (await stream.take(1, timeout=25))[0]
+        assert (event.id, event.data) == ("2", "while publishing fails")
+        assert await post(client, "after") == 200
+        assert (await stream.take(1, timeout=10))[0].data == "after"
+    finally:
+        await admin.aclose()
+        redis.stop()
