@@ -28,3 +28,4 @@ feed_writer_key = web.AppKey["FeedWriter"]("feed_writer")
 request_id_key = web.RequestKey("request_id", str)
 caller_key = web.RequestKey["Caller"]("caller")
 passwords_key = web.AppKey["Passwords"]("passwords")
+streaming_key = web.RequestKey("streaming", bool)  # set once an SSE response has started

@@ -24,7 +24,8 @@ class Metrics:
         )
         self.duration = Histogram(
             "http_request_duration_seconds",
-            "Time to answer an HTTP request (for a stream: until its headers are sent)",
+            "Time to answer an HTTP request (SSE streams are not timed: they last as long as "
+            "their clients stay)",
             ["method", "route"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
@@ -54,7 +55,7 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe_request(self, method: str, route: str, status: int, seconds: float | None) -> None:
         """Count one answered request; label children are looked up once per combination."""
         key = (method, route, status)
         children = self._request_children.get(key)
@@ -65,7 +66,8 @@ class Metrics:
             )
             self._request_children[key] = children
         children[0].inc()
-        children[1].observe(seconds)
+        if seconds is not None:
+            children[1].observe(seconds)
 
 
 @endpoint(summary="Prometheus metrics", tag="operations", public=True, responses={200: None})

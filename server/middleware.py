@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -52,8 +53,14 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
         status = response.status
         return response  # X-Request-ID is added as the response is prepared (app.py)
+    except asyncio.CancelledError:
+        status = 499  # the client went away and the handler was cancelled (nginx's code)
+        raise
     finally:
-        metrics.observe_request(request.method, route, status, time.perf_counter() - started)
+        # A stream lasts as long as its client stays: counted, but kept out of the latencies.
+        streaming = request.get(keys.streaming_key, False)
+        elapsed = None if streaming else time.perf_counter() - started
+        metrics.observe_request(request.method, route, status, elapsed)
 
 
 class AccessLogger(AbstractAccessLogger):

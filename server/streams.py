@@ -376,6 +376,7 @@ class StreamRegistry:
             # posts after seeing them is after the start. PostgreSQL away: 503, no stream.
             reset = await self._start_position(stream, source, requested)
             await response.prepare(request)
+            request[keys.streaming_key] = True
             self._responses.add(response)
             # The first write sends the headers too; after it, frames may go to the transport.
             await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())

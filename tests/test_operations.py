@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from logging.handlers import TimedRotatingFileHandler
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,25 @@ async def test_hot_feed_queries_use_the_primary_key(database_url: str) -> None:
             assert "Seq Scan on feed_values" not in plan, (name, plan)
     finally:
         await conn.close()
+
+
+async def test_streams_are_counted_but_not_timed(client: Any) -> None:
+    from .helpers import open_stream
+
+    stream = await open_stream(client)
+    stream.response.close()
+    # Counted once it ends (200 when it returns, 499 when the test server cancels its handler
+    # as the client leaves), and never in the latency histogram.
+    counted = re.compile(
+        r'http_requests_total\{method="GET",route="/events",status="(200|499)"\} 1'
+    )
+    for _ in range(100):
+        text = await (await client.get("/metrics")).text()
+        if counted.search(text):
+            break
+        await asyncio.sleep(0.05)
+    assert counted.search(text), text
+    timed = re.search(
+        r'http_request_duration_seconds_count\{method="GET",route="/events"\} ([0-9.]+)', text
+    )
+    assert timed is None or float(timed.group(1)) == 0
