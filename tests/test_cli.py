@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -157,6 +158,26 @@ def worker_pids(supervisor: int) -> list[int]:
     return [int(p) for p in children if b"run.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
+def tcp_sockets(port: int) -> dict[int, str]:
+    """inode -> state ('0A' listening, '01' established) of the IPv4 sockets on a local port."""
+    found = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            found[int(fields[9])] = fields[3]
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
 async def test_graceful_restart_of_one_worker_loses_nothing_for_resuming_clients(
     database_url: str, redis_url: str
 ) -> None:
@@ -189,15 +210,23 @@ async def test_graceful_restart_of_one_worker_loses_nothing_for_resuming_clients
                 except (aiohttp.ClientError, EOFError):
                     await asyncio.sleep(0.05)
 
+    port = int(base.rsplit(":", 1)[1])
     try:
+        for _ in range(100):  # both workers listening, so streams land on both
+            if list(tcp_sockets(port).values()).count("0A") >= 2:
+                break
+            await asyncio.sleep(0.1)
         readers = [asyncio.create_task(reader(n, log)) for n, log in enumerate(seen)]
         await asyncio.sleep(1)
+        # Stop the worker that holds the most reader streams, so some readers must resume.
+        established = {i for i, state in tcp_sockets(port).items() if state == "01"}
+        victim = max(worker_pids(proc.pid), key=lambda p: len(socket_inodes(p) & established))
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=True)
         ) as session:
             for i in range(60):
                 if i == 20:
-                    os.kill(worker_pids(proc.pid)[0], signal.SIGTERM)  # one worker restarts
+                    os.kill(victim, signal.SIGTERM)  # one worker restarts
                 for _ in range(100):  # a POST that reaches the stopping worker is retried
                     try:
                         async with session.post(
