@@ -283,3 +283,19 @@ async def test_a_setting_can_require_a_token_to_add_values(make_client: Any) -> 
     assert response.status == 200
     items = (await (await client.get("/values")).json())["items"]
     assert [i["value"] for i in items] == ["signed"]
+
+
+async def test_http_1_0_clients_get_unchunked_frames(client: Any) -> None:
+    # The fan-out writes pre-framed bytes straight to the transport: chunk-framed for
+    # HTTP/1.1, as they are for HTTP/1.0, which has no chunked encoding.
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(b"GET /events/ HTTP/1.0\r\nHost: test\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.0 200") and b"chunked" not in head.lower()
+        assert await asyncio.wait_for(reader.readuntil(b"\n\n"), 5) == b"retry: 3000\n\n"
+        await post_value(client, "old protocol")
+        frame = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
+        assert frame == b"id: 1\ndata: old protocol\n\n"
+    finally:
+        writer.close()
