@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from .metrics import Metrics, metrics_handler
 from .middleware import observe_middleware
 from .migrations import migrate
 from .notifications import handlers as notifications
+from .notifications.repository import NotificationsRepository
 from .openapi import endpoint
 from .retention import run_periodically
 from .settings import Settings
@@ -153,8 +153,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.publisher_key] = publisher
     publisher.start()
     await broker.start()
-    # The feed is one channel every process wants: subscribe it once, for good.
-    await broker.subscribe(FEED_CHANNEL)
+    await registry.subscribe_pinned()
     try:
         yield
     finally:
@@ -170,24 +169,24 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
     writer = FeedWriter(db, app[keys.publisher_key], settings.feed_batch_max)
     app[keys.feed_writer_key] = writer
     writer.start()
-    pruner = None
-    if settings.feed_retention_days > 0:
-        pruner = asyncio.create_task(
-            run_periodically(
-                "feed values",
-                ValuesRepository(db).prune,
-                timedelta(days=settings.feed_retention_days),
-                settings.prune_interval_seconds,
-            ),
-            name="feed-retention",
+    jobs = [
+        ("feed values", ValuesRepository(db).prune, settings.feed_retention_days),
+        ("notifications", NotificationsRepository(db).prune, settings.notification_retention_days),
+    ]
+    pruners = [
+        asyncio.create_task(
+            run_periodically(what, prune, timedelta(days=days), settings.prune_interval_seconds),
+            name=f"retention: {what}",
         )
+        for what, prune, days in jobs
+        if days > 0
+    ]
     try:
         yield
     finally:
-        if pruner is not None:
+        for pruner in pruners:
             pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruner
+        await asyncio.gather(*pruners, return_exceptions=True)
         await writer.stop()
 
 
@@ -213,11 +212,16 @@ def create_app(settings: Settings) -> web.Application:
         await app[keys.broker_key].subscribe(channel)
 
     async def unsubscribe(channel: str) -> None:
-        if channel != FEED_CHANNEL:
-            await app[keys.broker_key].unsubscribe(channel)
+        await app[keys.broker_key].unsubscribe(channel)
 
     app[keys.streams_key] = StreamRegistry(
-        settings, metrics, subscribe, unsubscribe, cap=sse_capacity(settings)
+        settings,
+        metrics,
+        subscribe,
+        unsubscribe,
+        cap=sse_capacity(settings),
+        # Every process serves the feed: its channel stays subscribed, streams or not.
+        pinned={FEED_CHANNEL},
     )
     app.cleanup_ctx.extend([database_ctx, redis_ctx, background_ctx])
     app.on_startup.append(openapi.build_spec_on_startup)

@@ -85,14 +85,6 @@ class Database(Runner):
         async with self.pool.acquire() as conn, conn.transaction(isolation=isolation):
             yield Runner(conn, self.queries)
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Runner]:
-        async with self.pool.acquire() as conn:
-            yield Runner(conn, self.queries)
-
-    async def close(self) -> None:
-        await self.pool.close()
-
 
 async def init_connection(conn: asyncpg.Connection) -> None:
     """jsonb in and out as Python values (orjson both ways)."""

@@ -228,6 +228,7 @@ class StreamRegistry:
         subscribe: Callable[[str], Awaitable[None]],
         unsubscribe: Callable[[str], Awaitable[None]],
         cap: int,
+        pinned: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -239,6 +240,7 @@ class StreamRegistry:
         self._responses: set[EventSourceResponse] = set()
         self._by_token: dict[bytes, set[Stream]] = {}
         self._subscribed: set[str] = set()
+        self.pinned = frozenset(pinned)  # subscribed for the life of the process
         # Per-channel locks, dropped by the garbage collector once no coroutine holds one.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.stopping = False
@@ -304,13 +306,17 @@ class StreamRegistry:
         if lock is None:
             lock = self._locks[channel] = asyncio.Lock()
         async with lock:
-            wanted = channel in self.hubs
+            wanted = channel in self.hubs or channel in self.pinned
             if wanted and channel not in self._subscribed:
                 await self._subscribe(channel)
                 self._subscribed.add(channel)
             elif not wanted and channel in self._subscribed:
                 self._subscribed.discard(channel)
                 await self._unsubscribe(channel)
+
+    async def subscribe_pinned(self) -> None:
+        for channel in self.pinned:
+            await self._sync_subscription(channel)
 
     async def _leave(self, stream: Stream) -> None:
         if stream.token_hash is not None:
@@ -383,10 +389,10 @@ class StreamRegistry:
             if reset is not None and not await self._write(stream, reset):
                 return response
             await self._run(stream, source)
-        except (ConnectionError, TimeoutError) as exc:
+        except (ConnectionError, TimeoutError):
             if not response.prepared:
                 raise  # the middleware answers 503 when it is the database
-            del exc  # the client went away while we wrote to it
+            # else the client went away while we wrote to it
         except Exception:
             if not response.prepared:
                 raise

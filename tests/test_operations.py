@@ -193,3 +193,28 @@ async def test_streams_are_counted_but_not_timed(client: Any) -> None:
         r'http_request_duration_seconds_count\{method="GET",route="/events"\} ([0-9.]+)', text
     )
     assert timed is None or float(timed.group(1)) == 0
+
+
+async def test_retention_jobs_prune_feed_values_and_notifications(make_client: Any) -> None:
+    from .helpers import register
+
+    # Keep everything for about a tenth of a millisecond, prune ten times a second.
+    client = await make_client(
+        feed_retention_days=1e-9, notification_retention_days=1e-9, prune_interval_seconds=0.1
+    )
+    ada = await register(client)
+    bob = await register(client)
+    assert (await client.post("/add-value/", json={"value": "short-lived"})).status == 200
+    sent = await client.post(
+        "/sse/send-message", json={"user_id": bob["id"], "message": "short-lived"},
+        headers=ada["headers"],
+    )  # fmt: skip
+    assert sent.status == 202
+    path = f"/notifications/{bob['id']}"
+    for _ in range(100):
+        values = await (await client.get("/values")).json()
+        notes = await (await client.get(path, headers=bob["headers"])).json()
+        if not values["items"] and not notes["items"]:
+            break
+        await asyncio.sleep(0.05)
+    assert values["items"] == [] and notes["items"] == [] and notes["unread_count"] == 0
