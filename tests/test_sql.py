@@ -55,10 +55,25 @@ def test_every_shipped_statement_is_named_and_documented() -> None:
         assert "$" not in query.doc
 
 
+async def check_sql(database_url: str, queries_dir: Path | None = None) -> tuple[int, str]:
+    """`run.py check-sql` on the test's database (the shipped queries unless told otherwise)."""
+    args = ["check-sql"] + (["--queries-dir", str(queries_dir)] if queries_dir else [])
+    env = {"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    return await run_cli(*args, env=env)
+
+
+async def check_sql_with(
+    database_url: str, tmp_path: Path, name: str, text: str
+) -> tuple[int, str]:
+    """check-sql on the shipped queries plus one more file."""
+    directory = tmp_path / "queries"
+    shutil.copytree(QUERIES_DIR, directory)
+    write(directory, text, name=name)
+    return await check_sql(database_url, directory)
+
+
 async def test_check_sql_passes_on_the_shipped_queries(database_url: str) -> None:
-    code, output = await run_cli(
-        "check-sql", env={"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:1/0"}
-    )
+    code, output = await check_sql(database_url)
     assert code == 0, output
     for name in Queries():
         assert f"ok {name}(" in output
@@ -66,17 +81,10 @@ async def test_check_sql_passes_on_the_shipped_queries(database_url: str) -> Non
 
 
 async def test_check_sql_fails_on_a_broken_query(database_url: str, tmp_path: Path) -> None:
-    directory = tmp_path / "queries"
-    shutil.copytree(QUERIES_DIR, directory)
-    write(
-        directory,
+    code, output = await check_sql_with(
+        database_url, tmp_path, "broken.sql",
         "-- name: list_ghosts\n-- Reads a column that does not exist.\n"
         "SELECT id, no_such_column FROM feed_values WHERE id > :after_id;\n",
-        name="broken.sql",
-    )
-    code, output = await run_cli(
-        "check-sql", "--queries-dir", str(directory),
-        env={"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:1/0"},
     )  # fmt: skip
     assert code == 1, output
     assert "FAIL broken.list_ghosts" in output
@@ -87,17 +95,10 @@ async def test_check_sql_fails_on_a_broken_query(database_url: str, tmp_path: Pa
 async def test_check_sql_fails_when_a_comment_names_a_missing_index(
     database_url: str, tmp_path: Path
 ) -> None:
-    directory = tmp_path / "queries"
-    shutil.copytree(QUERIES_DIR, directory)
-    write(
-        directory,
+    code, output = await check_sql_with(
+        database_url, tmp_path, "stale.sql",
         "-- name: newest_values\n-- Newest first; served by feed_values_created_at_idx.\n"
         "SELECT id FROM feed_values ORDER BY created_at DESC LIMIT :max_rows;\n",
-        name="stale.sql",
-    )
-    code, output = await run_cli(
-        "check-sql", "--queries-dir", str(directory),
-        env={"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:1/0"},
     )  # fmt: skip
     assert code == 1, output
     assert "FAIL stale.newest_values" in output
