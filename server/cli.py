@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 
@@ -140,7 +140,22 @@ def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def serve(settings: Settings, workers: int, reuse_port: bool) -> int:
+def _tell_listening(ready_fd: int | None) -> Callable[..., None] | None:
+    """run_app's ``print``, called once every socket listens: a worker tells its supervisor so
+    by writing one byte to the pipe it was given (the supervisor's give-up rule needs it)."""
+    if ready_fd is None:
+        return None
+
+    def told(*_: object) -> None:
+        with suppress(OSError):
+            os.write(ready_fd, b"1")
+        with suppress(OSError):
+            os.close(ready_fd)
+
+    return told
+
+
+def serve(settings: Settings, workers: int, reuse_port: bool, ready_fd: int | None = None) -> int:
     from aiohttp import web
 
     from .app import create_app
@@ -171,14 +186,81 @@ def serve(settings: Settings, workers: int, reuse_port: bool) -> int:
             access_log_class=AccessLogger,
             access_log=logging.getLogger("server.access"),
             shutdown_timeout=resolved.shutdown_timeout,
-            print=None,
+            print=_tell_listening(ready_fd),
         )
         log.info("stopped (pid %d)", os.getpid())
     return 0
 
 
+# Respawning a worker that exited: 0.2 s after its first exit, doubling with each exit in a row
+# up to 30 s; a worker that served for RESPAWN_HEALTHY_SECONDS starts its slot's count afresh.
+RESPAWN_FIRST_DELAY = 0.2
+RESPAWN_MAX_DELAY = 30.0
+RESPAWN_HEALTHY_SECONDS = 60.0
+# Give up (exit 1) once a slot's worker has exited this many times in a row before it ever
+# listened, while no other worker is listening: the service cannot start at all.
+GIVE_UP_AFTER_FAILED_STARTS = 5
+
+
+def respawn_delay(exits_in_a_row: int) -> float:
+    """Seconds to wait before replacing a worker that has exited ``exits_in_a_row`` times."""
+    exponent = min(max(exits_in_a_row, 1) - 1, 16)
+    return min(RESPAWN_FIRST_DELAY * 2**exponent, RESPAWN_MAX_DELAY)
+
+
+class _Slot:
+    """One of the N worker places: the running process, if any, and its history."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_fd: int | None = None  # read end of the pipe the worker writes once listening
+        self.listening_since: float | None = None
+        self.exits = 0  # exits in a row (respawn backoff)
+        self.failed_starts = 0  # exits in a row before listening (giving up)
+        self.next_start = 0.0
+        self.signalled = False
+
+    def poll_ready(self, now: float) -> None:
+        if self.ready_fd is None or self.listening_since is not None:
+            return
+        try:
+            data = os.read(self.ready_fd, 1)
+        except BlockingIOError:
+            return
+        if data:
+            self.listening_since = now
+            self.failed_starts = 0
+        self._close_ready()
+
+    def _close_ready(self) -> None:
+        if self.ready_fd is not None:
+            os.close(self.ready_fd)
+            self.ready_fd = None
+
+    def exited(self, now: float) -> tuple[int, float]:
+        """Record the exit of ``proc``; its exit code and the delay before replacing it."""
+        assert self.proc is not None and self.proc.returncode is not None
+        self.poll_ready(now)  # it may have listened just before it exited
+        self._close_ready()
+        code = self.proc.returncode
+        if self.listening_since is None:
+            self.failed_starts += 1
+        elif now - self.listening_since >= RESPAWN_HEALTHY_SECONDS:
+            self.exits = 0
+        self.exits += 1
+        delay = respawn_delay(self.exits)
+        self.proc, self.listening_since, self.signalled = None, None, False
+        self.next_start = now + delay
+        return code, delay
+
+
 def _serve_workers(settings: Settings, workers: int) -> int:
-    """N processes sharing the port with SO_REUSEPORT; this one migrates, then supervises."""
+    """N processes sharing the port with SO_REUSEPORT; this one migrates, then supervises.
+
+    A worker that exits is replaced after a delay that doubles with each exit in a row
+    (respawn_delay); when a slot's worker has failed to start (exited before listening)
+    GIVE_UP_AFTER_FAILED_STARTS times in a row and no worker is listening, the supervisor
+    stops the others and exits 1 with one line saying why."""
     asyncio.run(run_migrations(settings))
     env = dict(os.environ)
     env.update(
@@ -188,62 +270,111 @@ def _serve_workers(settings: Settings, workers: int) -> int:
         HOST=settings.host,
         PORT=str(settings.port),
     )
-    children: list[subprocess.Popen[bytes]] = []
+    slots = [_Slot() for _ in range(workers)]
     stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+        for slot in slots:
+            if slot.proc is not None and slot.proc.poll() is None and not slot.signalled:
+                slot.signalled = True
+                slot.proc.send_signal(signal.SIGTERM)
 
     # Installed before the first child exists, so no signal finds the children unforwarded.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
 
-    def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, str(RUN_PY), "serve", "--reuse-port"],
-            env=env,
-            preexec_fn=die_with_parent,  # a killed supervisor leaves no orphan workers
-        )
+    def spawn(slot: _Slot) -> None:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        try:
+            slot.proc = subprocess.Popen(
+                [sys.executable, str(RUN_PY), "serve", "--reuse-port", "--ready-fd", str(write_fd)],
+                env=env,
+                pass_fds=(write_fd,),
+                preexec_fn=die_with_parent,  # a killed supervisor leaves no orphan workers
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        slot.ready_fd = read_fd
 
-    for _ in range(workers):
-        children.append(spawn())
-    if stopping:
-        forward(signal.SIGTERM, None)
-    pids = " ".join(str(c.pid) for c in children)
+    for slot in slots:
+        spawn(slot)
+    pids = " ".join(str(s.proc.pid) for s in slots if s.proc is not None)
     log.info(
         "started %d workers on http://%s:%d: pids %s", workers, settings.host, settings.port, pids
     )
+    gave_up = False
+    final_codes: list[int] = []
     deadline: float | None = None
-    while any(child.poll() is None for child in children):
+    while True:
+        now = time.monotonic()
+        exits: list[tuple[int, int, float]] = []  # pid, exit code, delay before its successor
+        for slot in slots:
+            if slot.proc is None:
+                continue
+            slot.poll_ready(now)
+            if slot.proc.poll() is None:
+                continue
+            pid = slot.proc.pid
+            code, delay = slot.exited(now)
+            if stopping:
+                final_codes.append(code)
+            else:
+                exits.append((pid, code, delay))
+        failing = max(slot.failed_starts for slot in slots)
+        serving = any(slot.listening_since is not None for slot in slots)
+        give_up = not stopping and failing >= GIVE_UP_AFTER_FAILED_STARTS and not serving
+        for pid, code, delay in exits:
+            level = logging.INFO if code == 0 else logging.ERROR
+            if give_up:
+                log.log(level, "worker %d exited with %s", pid, code)
+            else:
+                log.log(
+                    level,
+                    "worker %d exited with %s; starting a new one in %.1f s",
+                    pid,
+                    code,
+                    delay,
+                )
+        if give_up:
+            log.error(
+                "giving up: a worker exited %d times in a row before it listened on "
+                "http://%s:%d (its errors are above); stopping",
+                failing,
+                settings.host,
+                settings.port,
+            )
+            gave_up = True
+            forward(signal.SIGTERM, None)
         if stopping:
-            deadline = deadline or time.monotonic() + settings.shutdown_timeout + 5
-            if time.monotonic() > deadline:
-                for child in children:
-                    if child.poll() is None:
-                        log.warning("worker %d did not stop in time; killing it", child.pid)
-                        child.kill()
+            forward(signal.SIGTERM, None)  # also reaches a worker started as the signal came
+            if all(slot.proc is None for slot in slots):
+                break
+            deadline = deadline or now + settings.shutdown_timeout + 5
+            if now > deadline:
+                for slot in slots:
+                    if slot.proc is not None and slot.proc.poll() is None:
+                        log.warning("worker %d did not stop in time; killing it", slot.proc.pid)
+                        slot.proc.kill()
         else:
-            for i, child in enumerate(children):
-                if child.poll() is not None:  # stopped or crashed: replace it
-                    level = logging.INFO if child.returncode == 0 else logging.ERROR
-                    log.log(
-                        level,
-                        "worker %d exited with %s; starting a new one",
-                        child.pid,
-                        child.returncode,
-                    )
-                    children[i] = spawn()
-        time.sleep(0.2)
-    codes = [child.returncode for child in children]
-    log.info("all workers stopped (exit codes %s)", codes)
+            for slot in slots:
+                if slot.proc is None and now >= slot.next_start:
+                    spawn(slot)
+                    if stopping:  # the signal came while spawning
+                        forward(signal.SIGTERM, None)
+        time.sleep(0.1)
+    log.info("all workers stopped (exit codes %s)", final_codes)
+    if gave_up:
+        return 1
     # A worker stopped by SIGTERM exits 0 once serving, 128+15 if it was still starting up
     # (our handler), or -15 if it had not installed one yet: all are a clean stop.
     stopped = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
-    return 0 if all(c in stopped for c in codes) else 1
+    return 0 if all(c in stopped for c in final_codes) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--port", type=int, help="listen port (PORT, default 8000)")
         p.add_argument("--workers", type=int, default=1, help="processes sharing the port")
         p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     sub.add_parser("migrate", help="apply pending migrations and show what was applied")
     check = sub.add_parser(
         "check-sql", help="prepare every statement in queries/ against the migrated database"
@@ -279,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings = settings.with_(port=args.port)
             if args.workers < 1:
                 parser.error("--workers must be at least 1")
-            return serve(settings, args.workers, args.reuse_port or args.workers > 1)
+            return serve(settings, args.workers, args.reuse_port or args.workers > 1, args.ready_fd)
         with services(settings) as resolved:
             if command == "migrate":
                 return asyncio.run(run_migrations(resolved))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -254,3 +256,49 @@ async def test_graceful_restart_of_one_worker_loses_nothing_for_resuming_clients
     assert "starting a new one" in output  # the supervisor replaced the stopped worker
     assert sum(connections) > len(seen), "no stream was on the restarted worker"
     assert code == 0, output
+
+
+def test_respawn_delay_doubles_from_a_fifth_of_a_second_up_to_half_a_minute() -> None:
+    from server.cli import respawn_delay
+
+    assert [respawn_delay(n) for n in range(1, 6)] == [0.2, 0.4, 0.8, 1.6, 3.2]
+    assert respawn_delay(9) == 30.0
+    assert respawn_delay(10_000) == 30.0
+
+
+async def test_workers_that_cannot_start_back_off_then_the_supervisor_gives_up(
+    database_url: str, redis_url: str
+) -> None:
+    # The port is held by a socket without SO_REUSEPORT: every worker fails to bind it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "run.py"), "--workers", "2", "--port", str(port),
+            env={**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 90)
+        except TimeoutError:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = await proc.communicate()
+            raise AssertionError(
+                "still respawning workers after 90 s:\n" + out.decode()[-3000:]
+            ) from None
+    output = out.decode()
+    assert proc.returncode == 1, output
+    verdict = [line for line in output.splitlines() if "giving up" in line]
+    assert len(verdict) == 1, output
+    assert "exited 5 times in a row before it listened" in verdict[0]
+    assert f"http://127.0.0.1:{port}" in verdict[0]
+    assert "address already in use" in output  # the workers' own reason is in the log
+    # Each slot waited 0.2, 0.4, 0.8, then 1.6 s before its next try (the other slot may be
+    # one try behind when the first gives up): no spinning.
+    delays = re.findall(r"starting a new one in ([0-9.]+) s", output)
+    assert set(delays) == {"0.2", "0.4", "0.8", "1.6"}, output
+    assert 5 <= len(re.findall(r"worker \d+ exited with 1", output)) <= 10, output
+    assert "Traceback" not in output
