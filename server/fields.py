@@ -41,8 +41,28 @@ class Text(fields.String):
         return text
 
 
+# The driver (asyncpg) stores Python's first and last instants as -infinity and infinity, so
+# an accepted timestamp lies strictly between them.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+RANGE_MESSAGE = "must be after 0001-01-01T00:00:00Z and before 9999-12-31T23:59:59.999999Z"
+
+
+def to_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (naive is read as UTC); ValueError when UTC has no such instant or it
+    is one the database would store as infinity."""
+    try:
+        utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(RANGE_MESSAGE) from None
+    if not EARLIEST < utc < LATEST:
+        raise ValueError(RANGE_MESSAGE)
+    return utc
+
+
 class UtcDateTime(fields.DateTime):
-    """An RFC 3339 timestamp; one without an offset is read as UTC. Always UTC once loaded."""
+    """An RFC 3339 timestamp; one without an offset is read as UTC. Always UTC once loaded,
+    and within the range PostgreSQL stores as a finite timestamp (``to_utc``)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(format="iso", **kwargs)
@@ -51,9 +71,10 @@ class UtcDateTime(fields.DateTime):
         if isinstance(value, str) and "\x00" in value:
             raise ValidationError("must not contain the NUL character (U+0000)")
         moment = super()._deserialize(value, attr, data, **kwargs)
-        if moment.tzinfo is None:
-            return moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC)
+        try:
+            return to_utc(moment)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
@@ -80,3 +101,33 @@ class StrictBoolean(fields.Boolean):
         if not isinstance(value, bool):
             raise ValidationError("must be true or false")
         return value
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    """Where the first NUL character sits in a JSON value (keys and strings), or None."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return where
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    return where
+                stack.append((child, f"{where}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}.{i}") for i, child in enumerate(item))
+    return None
+
+
+class JsonObject(fields.Dict):
+    """Any JSON object that PostgreSQL's jsonb can hold: no NUL in any key or string, at any
+    depth (jsonb refuses \\u0000 as text does)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        where = _nul_path(loaded, attr or "")
+        if where is not None:
+            raise ValidationError(f"must not contain the NUL character (U+0000): {where}")
+        return loaded

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ..fields import StrictBoolean, Text, UtcDateTime
+from ..fields import JsonObject, StrictBoolean, Text, UtcDateTime
 from .repository import TYPES
 
 
@@ -35,7 +35,7 @@ class SendMessageSchema(Schema):
     user_id = fields.UUID()
     user_ids = fields.List(fields.UUID(), validate=validate.Length(min=1, max=100))
     message = Text(required=True, max_length=10_000)
-    data = fields.Dict(load_default=dict)
+    data = JsonObject(load_default=dict)
 
     @validates_schema
     def one_target(self, data: dict[str, Any], **kwargs: Any) -> None:
