@@ -118,8 +118,27 @@ def encode_cursor(position: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def bad_cursor() -> ApiError:
+    return validation_error({"cursor": ["not a cursor this list handed out"]})
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if type(value) is not kind:  # bool is not int here, nor float
+        return False
+    if isinstance(value, int):  # every integer position is a bigint column
+        return INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, str):  # what PostgreSQL text cannot hold is never a position
+        return "\x00" not in value
+    return True
+
+
 def decode_cursor(request: web.Request, keys: Mapping[str, type]) -> dict[str, Any] | None:
-    """The position in ``?cursor=``, with exactly ``keys`` of those types, or 422 naming cursor."""
+    """The position in ``?cursor=``, with exactly ``keys`` of those types (integers within
+    int64), or 422 naming cursor. Strings are only typed here: a list whose positions are
+    dates or ids parses them and answers ``bad_cursor()`` when they do not parse."""
     raw = request.query.get("cursor")
     if raw is None or raw == "":
         return None
@@ -130,10 +149,10 @@ def decode_cursor(request: web.Request, keys: Mapping[str, type]) -> dict[str, A
     if (
         isinstance(data, dict)
         and set(data) == set(keys)
-        and all(type(data[k]) is t for k, t in keys.items())
+        and all(_fits(data[k], t) for k, t in keys.items())
     ):
         return data
-    raise validation_error({"cursor": ["not a cursor this list handed out"]})
+    raise bad_cursor()
 
 
 def page(items: list[Any], limit: int, next_position: Mapping[str, Any] | None) -> dict[str, Any]:

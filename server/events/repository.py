@@ -44,10 +44,10 @@ class EventsRepository:
         await self.db.execute("events.delete_event", event_id=event_id)
 
     async def list_by_owner(
-        self, owner_id: uuid.UUID, cursor: dict[str, Any] | None, limit: int
+        self, owner_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[asyncpg.Record]:
-        after_start = datetime.fromisoformat(cursor["start"]) if cursor else None
-        after_id = uuid.UUID(cursor["id"]) if cursor else None
+        """One page of the owner's events by (start_date, id), after ``after`` if given."""
+        after_start, after_id = after if after else (None, None)
         return await self.db.fetch(
             "events.list_events_by_owner",
             user_id=owner_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -12,7 +14,9 @@ from ..auth import caller, new_token, unauthorized
 from ..events.handlers import event_json
 from ..events.repository import EventsRepository
 from ..events.schemas import EventPageSchema
+from ..fields import to_utc
 from ..http import (
+    bad_cursor,
     decode_cursor,
     json_response,
     page_limit,
@@ -172,12 +176,25 @@ async def delete_user(request: web.Request) -> web.Response:
 async def list_user_events(request: web.Request) -> web.Response:
     row = await _existing_user(request, Action.LIST_EVENTS)
     limit = page_limit(request)
-    cursor = decode_cursor(request, {"start": str, "id": str})
     rows = await EventsRepository(request.app[keys.db_key]).list_by_owner(
-        row["id"], cursor, limit + 1
+        row["id"], _event_cursor(request), limit + 1
     )
     return json_response(page_of(rows, limit, event_json, event_position))
 
 
 def event_position(row: asyncpg.Record) -> dict[str, str]:
     return {"start": row["start_date"].isoformat(), "id": str(row["id"])}
+
+
+def _event_cursor(request: web.Request) -> tuple[datetime, uuid.UUID] | None:
+    """The (start_date, id) after which the page starts, as ``event_position`` wrote it."""
+    cursor = decode_cursor(request, {"start": str, "id": str})
+    if cursor is None:
+        return None
+    try:
+        start = datetime.fromisoformat(cursor["start"])
+        if start.tzinfo is None:  # every position handed out carries its offset
+            raise ValueError("no offset")
+        return to_utc(start), uuid.UUID(cursor["id"])
+    except ValueError:
+        raise bad_cursor() from None
