@@ -29,24 +29,43 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL could not be reached or stopped answering; the API answers 503."""
 
 
-# Errors that mean "the database is not there right now", not "the query is wrong".
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    DatabaseUnavailable,
-    OSError,  # refused, reset, unreachable, and TimeoutError (a subclass)
-    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
-    asyncpg.CannotConnectNowError,  # 57P03, starting up or shutting down
-    asyncpg.AdminShutdownError,  # 57P01
-    asyncpg.CrashShutdownError,  # 57P02
-    asyncpg.TooManyConnectionsError,  # 53300
-    asyncpg.InsufficientResourcesError,  # class 53
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError,  # "connection is closed", pool closing
-    asyncpg.exceptions._base.InternalClientError,  # asyncpg #1069 when the server stops mid-query
-)
+# What "the database is not there right now" looks like, as opposed to "the query is wrong":
+# SQLSTATE class 08 (connection exception), class 53 (insufficient resources: too many
+# connections, out of memory or disk) and 57P01..57P03 (admin or crash shutdown, cannot
+# connect now).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+# asyncpg's InterfaceError is mostly a misuse of the driver (a bug, 500); these few mean the
+# connection or the pool is gone.
+_GONE_MESSAGES = ("connection is closed", "connection was closed", "pool is closing",
+                  "pool is closed")  # fmt: skip
+
+
+def _raised_in_asyncpg(exc: BaseException) -> bool:
+    """True when ``exc`` came up through asyncpg: a socket error while connecting to or
+    talking with PostgreSQL, not one of some other part of the process."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module == "asyncpg" or module.startswith("asyncpg."):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, _UNAVAILABLE)
+    """True when ``exc`` means PostgreSQL is unreachable or stopped answering (the API answers
+    503 with Retry-After); False for every other failure, bugs included, which stay 500."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):  # ConnectionDoesNotExistError is 08003
+        return (exc.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES)
+    if isinstance(exc, asyncpg.exceptions._base.InternalClientError):
+        return True  # asyncpg #1069: the server went away in the middle of a query
+    if isinstance(exc, asyncpg.InterfaceError):
+        return any(message in str(exc) for message in _GONE_MESSAGES)
+    if isinstance(exc, OSError):  # refused, reset, unreachable, DNS, and TimeoutError
+        return _raised_in_asyncpg(exc)
+    return False
 
 
 class Runner:

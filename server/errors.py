@@ -100,17 +100,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except web.HTTPException as exc:
         return _from_http_exception(request, exc)
-    except asyncpg.DataError as exc:
-        # SQLSTATE class 22: a value PostgreSQL cannot take that validation let through. The
-        # schemas should have said no first; answer as they would have, and log it to fix.
-        log.warning(
-            "database refused a value: %s %s -> 422 (%s) request_id=%s",
-            request.method,
-            request.path,
-            type(exc).__name__,
-            request.get(keys.request_id_key),
-        )
-        return problem_response(422, "a value in the request cannot be stored")
     except Exception as exc:
         if is_unavailable(exc):
             log.warning(
@@ -125,6 +114,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 "the database is unreachable; try again shortly",
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             )
+        refused = refused_by_database(exc)
+        if refused is not None:
+            # The schemas should have said no first; answer as they would have, and log it
+            # (the SQLSTATE, never the driver's text) so the validation gets fixed.
+            log.warning(
+                "database refused the request: %s %s -> %d (%s %s) request_id=%s",
+                request.method,
+                request.path,
+                refused.status,
+                type(exc).__name__,
+                getattr(exc, "sqlstate", None),
+                request.get(keys.request_id_key),
+            )
+            return problem_response(refused.status, refused.detail, errors=refused.errors)
         log.exception(
             "unhandled error: %s %s request_id=%s",
             request.method,
@@ -135,3 +138,26 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return problem_response(
             500, f"internal error; quote request id {request_id} when reporting it"
         )
+
+
+# SQLSTATE classes of errors caused by what a request carried, which validation let through:
+# 22 data exception (a value the column cannot hold), 23 integrity constraint violation
+# (e.g. a row it refers to was deleted meanwhile), 54 program limit exceeded (a value too
+# large for an index). Anything else from PostgreSQL is a bug in the service: 500.
+_REFUSED = {
+    "22": "a value in the request cannot be stored",
+    "23": "the request conflicts with the stored data (something it refers to may have just "
+    "been deleted)",
+    "54": "a value in the request is too large to be stored",
+}
+
+
+def refused_by_database(exc: BaseException) -> ApiError | None:
+    """The 422 (with ``errors``) for a database error that validation should have caught."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return None
+    detail = _REFUSED.get((exc.sqlstate or "")[:2])
+    if detail is None:
+        return None
+    field = getattr(exc, "column_name", None) or "_body"
+    return validation_error({field: [detail]}, detail)

@@ -121,3 +121,101 @@ async def test_every_response_carries_a_request_id(client: Any) -> None:
     assert response.headers["X-Request-ID"] == "abc-123"
     response = await client.get("/nope")
     assert len(response.headers["X-Request-ID"]) == 32
+
+
+def _failing_app(exc_factory: Any) -> Any:
+    from aiohttp import web
+
+    from server import keys
+    from server.errors import error_middleware
+    from server.metrics import Metrics
+    from server.middleware import observe_middleware
+
+    async def failing(request: web.Request) -> web.Response:
+        raise await exc_factory()
+
+    app = web.Application(middlewares=[observe_middleware, error_middleware])
+    app[keys.metrics_key] = Metrics()
+    app.router.add_get("/failing", failing)
+    return app
+
+
+async def _refused_connection() -> BaseException:
+    """The OSError asyncpg raises when nothing listens where PostgreSQL should."""
+    import socket
+
+    import asyncpg
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=5)
+    except OSError as exc:
+        return exc
+    raise AssertionError("connected to a port nobody listens on")
+
+
+def _made(exc: BaseException) -> Any:
+    async def make() -> BaseException:
+        return exc
+
+    return make
+
+
+def _database_errors() -> list[Any]:
+    import asyncpg
+    from asyncpg.exceptions._base import InternalClientError
+
+    e = asyncpg.exceptions
+    return [
+        # PostgreSQL unreachable or going away: 503.
+        pytest.param(_refused_connection, 503, id="connection-refused-by-asyncpg"),
+        pytest.param(_made(e.ConnectionDoesNotExistError("gone")), 503, id="08003"),
+        pytest.param(_made(e.ConnectionFailureError("x")), 503, id="08006"),
+        pytest.param(_made(e.TooManyConnectionsError("x")), 503, id="53300"),
+        pytest.param(_made(e.OutOfMemoryError("x")), 503, id="53200"),
+        pytest.param(_made(e.AdminShutdownError("x")), 503, id="57P01"),
+        pytest.param(_made(e.CannotConnectNowError("x")), 503, id="57P03"),
+        pytest.param(_made(InternalClientError("unknown protocol state")), 503, id="1069"),
+        pytest.param(_made(asyncpg.InterfaceError("connection is closed")), 503, id="closed"),
+        pytest.param(_made(asyncpg.InterfaceError("pool is closing")), 503, id="pool-closing"),
+        # What validation missed: 4xx with errors.
+        pytest.param(_made(e.ForeignKeyViolationError("x")), 422, id="23503"),
+        pytest.param(_made(e.CheckViolationError("x")), 422, id="23514"),
+        pytest.param(_made(e.UntranslatableCharacterError("x")), 422, id="22P05"),
+        pytest.param(_made(e.NumericValueOutOfRangeError("x")), 422, id="22003"),
+        pytest.param(_made(e.ProgramLimitExceededError("x")), 422, id="54000"),
+        # Bugs: a logged 500, never a 503 that hides them.
+        pytest.param(_made(OSError(28, "No space left on device")), 500, id="oserror-elsewhere"),
+        pytest.param(_made(ConnectionResetError(104, "reset")), 500, id="reset-elsewhere"),
+        pytest.param(_made(TimeoutError()), 500, id="timeout-elsewhere"),
+        pytest.param(
+            _made(
+                asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+            ),
+            500,
+            id="driver-misuse",
+        ),
+        pytest.param(_made(e.UndefinedTableError("x")), 500, id="42P01"),
+        pytest.param(_made(e.PostgresSyntaxError("x")), 500, id="42601"),
+    ]
+
+
+@pytest.mark.parametrize(("exc_factory", "status"), _database_errors())
+async def test_database_errors_are_503_only_for_an_unreachable_database(
+    aiohttp_client: Any, caplog: Any, exc_factory: Any, status: int
+) -> None:
+    import logging
+
+    client = await aiohttp_client(_failing_app(exc_factory))
+    with caplog.at_level(logging.WARNING, logger="server.errors"):
+        response = await client.get("/failing", headers={"X-Request-ID": "req-db"})
+    body = await assert_problem(response, status)
+    if status == 503:
+        assert response.headers["Retry-After"]
+    elif status == 500:
+        assert "req-db" in body["detail"]
+        assert any(r.levelno == logging.ERROR and r.exc_info for r in caplog.records)
+    else:
+        assert body["errors"] and all(isinstance(m, list) for m in body["errors"].values())
