@@ -18,13 +18,41 @@ FROM bumped
 RETURNING id, user_id, seq, type, data, read_at, created_at;
 
 -- name: list_notifications_after
--- SSE replay: one user's notifications after a seq, oldest first.
--- Range scan on notifications_user_id_seq_key.
+-- SSE replay: one user's notifications after a seq, oldest first, at most :max_rows and only
+-- as many as fit in :max_bytes of data (always at least the first).
+-- Range scan on notifications_user_id_seq_key; the running sum is over those rows only.
 SELECT id, user_id, seq, type, data, read_at, created_at
-FROM notifications
-WHERE user_id = :user_id AND seq > :after_seq
-ORDER BY seq
-LIMIT :max_rows;
+FROM (
+    SELECT
+        page.*,
+        sum(octet_length(page.data::text)) OVER (ORDER BY page.seq) AS running,
+        octet_length(page.data::text) AS size
+    FROM (
+        SELECT id, user_id, seq, type, data, read_at, created_at
+        FROM notifications
+        WHERE user_id = :user_id AND seq > :after_seq
+        ORDER BY seq
+        LIMIT :max_rows
+    ) AS page
+) AS sized
+WHERE running - size < :max_bytes
+ORDER BY seq;
+
+-- name: list_notifications_after_many
+-- The stream watch, while live news may be missing (Redis unreachable, a reconnect): for each
+-- connected user, the notifications after the seq its streams stand at, at most :max_rows per
+-- user; one statement for every user of the process. One range probe per user on
+-- notifications_user_id_seq_key.
+SELECT n.id, n.user_id, n.seq, n.type, n.data, n.read_at, n.created_at
+FROM unnest(:user_ids::uuid[], :after_seqs::bigint[]) AS wanted (user_id, after_seq)
+CROSS JOIN LATERAL (
+    SELECT id, user_id, seq, type, data, read_at, created_at
+    FROM notifications
+    WHERE user_id = wanted.user_id AND seq > wanted.after_seq
+    ORDER BY seq
+    LIMIT :max_rows
+) AS n
+ORDER BY n.user_id, n.seq;
 
 -- name: get_notification_bounds
 -- The oldest seq still kept and the newest committed one for a user, to tell a resumable
@@ -80,13 +108,33 @@ FROM users
 WHERE id = any(:user_ids::uuid[]);
 
 -- name: prune_notifications
--- Retention: deletes up to :batch_size notifications created before :cutoff, oldest first.
--- notifications_created_at_idx; called in a loop until it deletes nothing.
-DELETE FROM notifications
-WHERE id IN (
-    SELECT id
+-- Retention, per user by seq: deletes up to :batch_size notifications created before :cutoff,
+-- oldest first, but only those below the user's first notification created at or after
+-- :cutoff. created_at is when a transaction started and seq follows commit order, so they
+-- can disagree; this keeps each user's kept seqs one contiguous range (no hole a resuming
+-- client would skip). Candidates from notifications_created_at_idx; each user's first young
+-- seq from notifications_user_id_seq_key. Called in a loop until it deletes fewer.
+WITH old AS (
+    SELECT id, user_id, seq
     FROM notifications
     WHERE created_at < :cutoff
     ORDER BY created_at
     LIMIT :batch_size
+),
+first_young AS (
+    SELECT
+        u.user_id,
+        (
+            SELECT min(y.seq)
+            FROM notifications AS y
+            WHERE y.user_id = u.user_id AND y.created_at >= :cutoff
+        ) AS seq
+    FROM (SELECT DISTINCT user_id FROM old) AS u
+)
+DELETE FROM notifications
+WHERE id IN (
+    SELECT old.id
+    FROM old
+    JOIN first_young USING (user_id)
+    WHERE first_young.seq IS NULL OR old.seq < first_young.seq
 );

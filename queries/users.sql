@@ -64,3 +64,12 @@ RETURNING token_hash;
 SELECT token_hash
 FROM auth_tokens
 WHERE user_id = :user_id;
+
+-- name: find_valid_token_hashes
+-- The stream watch, every heartbeat interval: which of the tokens behind this process's open
+-- streams still exist (a revoked token or a deleted user's is gone), whatever Redis delivered
+-- of the revocation news. One statement for every stream of the process; auth_tokens_pkey
+-- probes.
+SELECT array_agg(token_hash) AS found
+FROM auth_tokens
+WHERE token_hash = any(:token_hashes::bytea[]);

@@ -15,13 +15,23 @@ FROM bumped, unnest(:values::text[]) WITH ORDINALITY AS v(value, ord)
 RETURNING id, created_at;
 
 -- name: list_values_after
--- Replay for GET /events/: the values after a client's Last-Event-ID, oldest first.
--- Range scan on feed_values_pkey.
-SELECT id, value, created_at
-FROM feed_values
-WHERE id > :after_id
-ORDER BY id
-LIMIT :max_rows;
+-- Replay for GET /events/ and the stream watch: the values after an id, oldest first, at most
+-- :max_rows of them and only as many as fit in :max_bytes of value text (always at least the
+-- first), so a page held for a client that does not read stays small.
+-- Range scan on feed_values_pkey; the running sum is over those few rows only.
+SELECT id, value
+FROM (
+    SELECT id, value, sum(octet_length(value)) OVER (ORDER BY id) AS running
+    FROM (
+        SELECT id, value
+        FROM feed_values
+        WHERE id > :after_id
+        ORDER BY id
+        LIMIT :max_rows
+    ) AS page
+) AS sized
+WHERE running - octet_length(value) < :max_bytes
+ORDER BY id;
 
 -- name: list_values_before
 -- One page of GET /values, newest first, keyset on id (never OFFSET).
@@ -40,14 +50,22 @@ SELECT
     (SELECT last_id FROM feed_counter WHERE singleton) AS newest_id;
 
 -- name: prune_values
--- Retention: deletes up to :batch_size of the oldest values created before :cutoff, oldest
--- first, so the kept ids stay one contiguous range. Walks feed_values_pkey from its low end;
--- called in a loop until it deletes nothing.
+-- Retention: deletes the oldest values by id, up to (not including) the first one created at
+-- or after :cutoff, at most :batch_size per call. created_at is when a transaction started and
+-- ids follow commit order, so they can disagree; cutting by id keeps the kept ids one
+-- contiguous range (a resuming client never skips a hole without a reset). Reads the low end
+-- of feed_values_pkey; called in a loop until it deletes fewer than :batch_size.
+WITH head AS (
+    SELECT id, created_at
+    FROM feed_values
+    ORDER BY id
+    LIMIT :batch_size
+)
 DELETE FROM feed_values
 WHERE id IN (
     SELECT id
-    FROM feed_values
-    WHERE created_at < :cutoff
-    ORDER BY id
-    LIMIT :batch_size
+    FROM head
+    WHERE id < coalesce(
+        (SELECT min(id) FROM head WHERE created_at >= :cutoff), 9223372036854775807
+    )
 );

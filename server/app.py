@@ -34,6 +34,7 @@ from .users import handlers as users
 from .values import handlers as values
 from .values.repository import ValuesRepository
 from .values.writer import FEED_CHANNEL, FeedWriter
+from .watch import StreamWatch
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     client = connect(settings.redis_url)
     log.info("redis: %s (channel prefix %r)", redact_url(settings.redis_url), settings.redis_prefix)
     registry = app[keys.streams_key]
-    broker = Broker(client, settings.redis_prefix, registry.deliver, registry.catch_up_all)
+    broker = Broker(client, settings.redis_prefix, registry.deliver, lambda: catch_up_all(app))
     publisher = Publisher(client, settings.redis_prefix)
     app[keys.redis_key] = client
     app[keys.broker_key] = broker
@@ -162,13 +163,29 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
+def catch_up_all(app: web.Application) -> None:
+    """Live news may have been lost (a reconnect, a resync): every stream reads PostgreSQL,
+    through the watch's one query per kind (before it runs, there are no streams)."""
+    watch = app.get(keys.watch_key)
+    if watch is not None:
+        watch.kick()
+
+
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The feed's group-commit writer and the retention jobs."""
+    """The feed's group-commit writer, the stream watch and the retention jobs."""
     settings = app[keys.settings_key]
     db = app[keys.db_key]
     writer = FeedWriter(db, app[keys.publisher_key], settings.feed_batch_max)
     app[keys.feed_writer_key] = writer
     writer.start()
+    broker, publisher = app[keys.broker_key], app[keys.publisher_key]
+    watch = app[keys.watch_key] = StreamWatch(
+        app[keys.streams_key],
+        db,
+        heartbeat=settings.sse_heartbeat_seconds,
+        news_missing=lambda: not broker.live or publisher.failing,
+    )
+    watch.start()
     jobs = [
         ("feed values", ValuesRepository(db).prune, settings.feed_retention_days),
         ("notifications", NotificationsRepository(db).prune, settings.notification_retention_days),
@@ -187,6 +204,7 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
         for pruner in pruners:
             pruner.cancel()
         await asyncio.gather(*pruners, return_exceptions=True)
+        await watch.stop()
         await writer.stop()
 
 
@@ -222,6 +240,7 @@ def create_app(settings: Settings) -> web.Application:
         cap=sse_capacity(settings),
         # Every process serves the feed: its channel stays subscribed, streams or not.
         pinned={FEED_CHANNEL},
+        catch_up=lambda: catch_up_all(app),
     )
     app.cleanup_ctx.extend([database_ctx, redis_ctx, background_ctx])
     app.on_startup.append(openapi.build_spec_on_startup)

@@ -9,6 +9,7 @@ re-read PostgreSQL from the last id it sent. An outage costs latency, never mess
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -24,9 +25,12 @@ from .streams import CONTROL_CHANNEL, RESYNC
 
 log = logging.getLogger(__name__)
 
-PING_INTERVAL = 2.0  # seconds between PINGs on the subscriber connection
-STALE_AFTER = 6.0  # no answer for this long: the connection is dead, reconnect
-PUBLISH_QUEUE_MAX = 10_000
+PING_INTERVAL = 0.5  # seconds between PINGs on the subscriber connection
+QUIET_AFTER = 1.0  # no answer for this long: live news may be late, read PostgreSQL meanwhile
+STALE_AFTER = 5.0  # no answer for this long: the connection is dead, reconnect
+PUBLISH_QUEUE_MAX = 10_000  # messages waiting to be published, at most
+PUBLISH_QUEUE_BYTES = 64 * 1024 * 1024  # and their bytes, at most
+PUBLISH_BATCH_BYTES = 4 * 1024 * 1024  # one pipeline sends at most this much
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -54,7 +58,12 @@ async def finish(task: asyncio.Task[None], grace: float) -> None:
 
 
 class Broker:
-    """Subscribes the channels that local streams want and hands each message to ``deliver``."""
+    """Subscribes the channels that local streams want and hands each message to ``deliver``.
+
+    ``on_reconnect`` runs whenever the subscription is (re)established and confirmed by Redis,
+    however that happened: our own reconnect after an error, or redis-py's silent one inside
+    ``get_message`` (it re-subscribes by itself, but whatever was published meanwhile is gone).
+    """
 
     def __init__(
         self,
@@ -69,13 +78,20 @@ class Broker:
         self.on_reconnect = on_reconnect
         self.channels: set[str] = set()  # channels wanted, without the prefix
         self.connected = False
+        self.last_heard = 0.0  # monotonic time of the last answer on the subscriber connection
         self._pubsub: Any = None
+        self._owed_catch_up = False  # (re)subscribed: catch up once Redis confirms
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
     def full_name(self, channel: str) -> str:
         return self.prefix + channel
+
+    @property
+    def live(self) -> bool:
+        """Live news is flowing: connected, and Redis answered within QUIET_AFTER."""
+        return self.connected and time.monotonic() - self.last_heard <= QUIET_AFTER
 
     async def start(self, wait: float = 2.0) -> None:
         self._task = asyncio.create_task(self._run(), name="redis-broker")
@@ -92,7 +108,7 @@ class Broker:
         """Subscribe and wait for Redis to confirm, so no publish falls between."""
         self.channels.add(channel)
         if not self.connected or self._pubsub is None:
-            return  # the reconnect will subscribe it, then catch every stream up
+            return  # the (re)connect subscribes it, then catches every stream up
         name = self.full_name(channel).encode()
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmations[name] = confirmed
@@ -115,6 +131,25 @@ class Broker:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.unsubscribe(self.full_name(channel))
 
+    def _reconnected(self, connection: Any) -> None:
+        """redis-py reconnected the subscriber by itself (and re-sent every SUBSCRIBE)."""
+        log.info("redis pub/sub reconnected by the client; streams catch up from PostgreSQL")
+        self._owed_catch_up = True
+
+    async def _subscribe_all(self, pubsub: Any) -> None:
+        """Subscribe every wanted channel on a new connection, including those wanted while
+        an earlier SUBSCRIBE was on its way (``subscribe`` only records them until then)."""
+        sent: set[str] = set()
+        for _ in range(100):  # bounded: each round only sends what arrived during the last
+            missing = {CONTROL_CHANNEL, *self.channels} - sent
+            if not missing:
+                break
+            await pubsub.subscribe(*(self.full_name(c) for c in sorted(missing)))
+            sent |= missing
+        extra = sent - {CONTROL_CHANNEL, *self.channels}
+        if extra:  # left while we subscribed
+            await pubsub.unsubscribe(*(self.full_name(c) for c in sorted(extra)))
+
     async def _run(self) -> None:
         first = True
         failures = 0
@@ -122,18 +157,19 @@ class Broker:
             pubsub = self.client.pubsub()
             try:
                 # A control channel keeps the connection open even with no stream subscribed.
-                names = [self.full_name(c) for c in {CONTROL_CHANNEL, *self.channels}]
-                await pubsub.subscribe(*names)
+                self._owed_catch_up = True
+                await self._subscribe_all(pubsub)
+                # Any later reconnect of this connection, ours or redis-py's, owes a catch-up.
+                assert pubsub.connection is not None  # subscribing connected it
+                pubsub.connection.register_connect_callback(self._reconnected)
                 self._pubsub = pubsub
                 self.connected = True
+                self.last_heard = time.monotonic()
                 self._ready.set()
                 if first:
                     log.info("redis pub/sub connected")
                 else:
                     log.info("redis pub/sub reconnected; streams catch up from PostgreSQL")
-                # News published while we were not subscribed is lost to us: every stream
-                # re-reads PostgreSQL (also after a first connect that came late).
-                self.on_reconnect()
                 first = False
                 failures = 0
                 await self._listen(pubsub)
@@ -154,53 +190,74 @@ class Broker:
             await asyncio.sleep(min(0.1 * 2**failures, 2.0))
 
     async def _listen(self, pubsub: Any) -> None:
-        last_heard = time.monotonic()
-        next_ping = last_heard + PING_INTERVAL
+        next_ping = self.last_heard + PING_INTERVAL
         prefix_len = len(self.prefix)
         while True:
-            message = await pubsub.get_message(timeout=1.0)
+            message = await pubsub.get_message(timeout=PING_INTERVAL)
             now = time.monotonic()
             if message is not None:
-                last_heard = now
+                self.last_heard = now
                 kind = message["type"]
                 if kind == "message":
                     channel = message["channel"]
                     self.deliver(channel[prefix_len:].decode(), message["data"])
                 elif kind == "subscribe":
+                    # News published while we were not subscribed is lost to us: once Redis
+                    # has confirmed the (re)subscription, every stream re-reads PostgreSQL.
+                    if self._owed_catch_up:
+                        self._owed_catch_up = False
+                        self.on_reconnect()
                     waiter = self._confirmations.get(message["channel"])
                     if waiter is not None and not waiter.done():
                         waiter.set_result(None)
             if now >= next_ping:
                 await pubsub.ping()
                 next_ping = now + PING_INTERVAL
-            if now - last_heard > STALE_AFTER:
+            if now - self.last_heard > STALE_AFTER:
                 raise ConnectionError(f"no answer from Redis for {STALE_AFTER:.0f} s")
 
 
 class Publisher:
     """Publishes news after COMMIT, in order, without ever making a write wait on Redis.
 
-    A bounded queue drained by one task in pipelines; when Redis is down the oldest news is
-    dropped. Dropped news is not lost to readers: after a failed publish, the first publish
-    that succeeds again is followed by a "resync" on the control channel, which makes every
-    process re-read PostgreSQL for all its streams (the subscriber side may never have noticed
-    the trouble: a publish can time out while the pub/sub connection stays up).
+    A queue bounded in count and bytes, drained by one task in pipelines; when it overflows
+    (Redis down or slow) the oldest news is dropped. Dropped news is not lost to readers: once
+    news was dropped (by overflow or by a failed publish), the first publish that succeeds
+    again is followed by a "resync" on the control channel, which makes every process re-read
+    PostgreSQL for all its streams (the subscriber side may never have noticed the trouble: a
+    publish can time out while the pub/sub connection stays up).
     """
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._last_warning = 0.0
         self._resync = False  # news was dropped: send a resync once Redis takes writes again
         self.dropped = 0
 
+    @property
+    def failing(self) -> bool:
+        """News was dropped and Redis has not taken a publish since."""
+        return self._resync
+
     def publish(self, channel: str, payload: bytes) -> None:
-        if self._queue.qsize() >= PUBLISH_QUEUE_MAX:
-            self._queue.get_nowait()
+        queue = self._queue
+        while queue and (
+            len(queue) >= PUBLISH_QUEUE_MAX
+            or self._queued_bytes + len(payload) > PUBLISH_QUEUE_BYTES
+        ):
+            _, oldest = queue.popleft()
+            self._queued_bytes -= len(oldest)
             self.dropped += 1
-        self._queue.put_nowait((self.prefix + channel, payload))
+            self._resync = True
+        queue.append((self.prefix + channel, payload))
+        self._queued_bytes += len(payload)
+        self._wakeup.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="redis-publisher")
@@ -210,33 +267,42 @@ class Publisher:
         task, self._task = self._task, None
         if task is None:
             return
-        self._queue.put_nowait(None)  # the end marker: everything before it gets published
+        self._stopping = True  # everything queued before this still gets published
+        self._wakeup.set()
         await finish(task, drain)
 
-    async def _next(self) -> tuple[str, bytes] | None:
-        if not self._resync:
-            return await self._queue.get()
-        try:  # owed a resync: retry it every second even when no other news comes
-            async with asyncio.timeout(1.0):
-                return await self._queue.get()
-        except TimeoutError:
-            return self.prefix + CONTROL_CHANNEL, RESYNC
+    def _take_batch(self) -> list[tuple[str, bytes]]:
+        """The oldest queued news, up to 500 messages or PUBLISH_BATCH_BYTES (at least one)."""
+        batch: list[tuple[str, bytes]] = []
+        size = 0
+        queue = self._queue
+        while queue and len(batch) < 500:
+            item = queue[0]
+            if batch and size + len(item[1]) > PUBLISH_BATCH_BYTES:
+                break
+            queue.popleft()
+            batch.append(item)
+            size += len(item[1])
+        self._queued_bytes -= size
+        return batch
 
     async def _run(self) -> None:
+        control = self.prefix + CONTROL_CHANNEL
         while True:
-            item = await self._next()
-            if item is None:
-                return
-            batch = [item]
-            while not self._queue.empty() and len(batch) < 500:
-                item = self._queue.get_nowait()
-                if item is None:
-                    self._queue.put_nowait(None)  # end after this batch
-                    break
-                batch.append(item)
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                # Owed a resync: retry it every second even when no other news comes.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0 if self._resync else None):
+                        await self._wakeup.wait()
+            batch = self._take_batch()
             resync = self._resync
-            if resync and batch[-1][1] != RESYNC:
-                batch.append((self.prefix + CONTROL_CHANNEL, RESYNC))
+            if resync:
+                batch.append((control, RESYNC))
+            if not batch:
+                continue
             try:
                 if len(batch) == 1:
                     await self.client.publish(*batch[0])
@@ -250,7 +316,7 @@ class Publisher:
                     log.info("redis publish works again; every process re-reads its streams")
             except (RedisError, OSError) as exc:
                 self._resync = True
-                self.dropped += len(batch)
+                self.dropped += len(batch) - resync
                 now = time.monotonic()
                 if now - self._last_warning > 30:
                     self._last_warning = now

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .settings import Settings  # noqa: F401
     from .streams import StreamRegistry  # noqa: F401
     from .values.writer import FeedWriter  # noqa: F401
+    from .watch import StreamWatch  # noqa: F401
 
 settings_key = web.AppKey["Settings"]("settings")
 db_key = web.AppKey["Database"]("db")
@@ -24,6 +25,7 @@ publisher_key = web.AppKey["Publisher"]("publisher")
 streams_key = web.AppKey["StreamRegistry"]("streams")
 metrics_key = web.AppKey["Metrics"]("metrics")
 feed_writer_key = web.AppKey["FeedWriter"]("feed_writer")
+watch_key = web.AppKey["StreamWatch"]("stream_watch")
 
 request_id_key = web.RequestKey("request_id", str)
 caller_key = web.RequestKey["Caller"]("caller")

@@ -51,7 +51,8 @@ class Metrics:
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.rejected = Counter(
             "sse_connections_rejected_total",
-            "SSE connections refused with 503 because the process is at its cap",
+            "SSE connections refused with a retry (reason: cap, stopping, database)",
+            ["stream", "reason"],
             registry=self.registry,
         )
 

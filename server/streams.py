@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import weakref
 from collections.abc import Awaitable, Callable
@@ -31,15 +32,18 @@ from aiohttp_sse import EventSourceResponse
 
 from . import keys
 from .db import is_unavailable
-from .errors import RETRY_AFTER_SECONDS, ApiError
 from .metrics import Metrics
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-REPLAY_PAGE = 500
+REPLAY_PAGE = 500  # rows per PostgreSQL read while catching up (the byte bound may cut it short)
 MAX_ID = 2**63 - 1
+MAX_ID_DIGITS = len(str(MAX_ID))
+# One Redis news message carries at most this many bytes of frames (a batch is split), far
+# below the 32 MB after which Redis cuts a subscriber (client-output-buffer-limit pubsub).
+NEWS_MAX_BYTES = 512 * 1024
 # Every process subscribes this channel. It carries "revoke <hex digest>,<hex digest>..."
 # (close streams opened with these tokens) and "resync" (news may have been dropped: every
 # stream re-reads PostgreSQL).
@@ -85,7 +89,10 @@ class Source(Protocol):
 
     async def bounds(self) -> Bounds: ...
 
-    async def after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]: ...
+    async def after(self, last_id: int, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        """Frames after ``last_id``, oldest first: at most ``limit`` rows and about
+        ``max_bytes`` of stored text (always at least one row when there is one)."""
+        ...
 
 
 class Stream:
@@ -212,6 +219,29 @@ class Hub:
         if dropped:
             self.metrics.dropped.inc(dropped)
 
+    def positions(self) -> set[int]:
+        """Where the live streams of this hub stand (usually one id: they all follow the news)."""
+        return {stream.last_sent for stream in self.streams if stream.live}
+
+    def deliver_rows(self, rows: list[tuple[int, bytes]], complete: bool) -> None:
+        """Hand rows read from PostgreSQL (consecutive ids after the lowest position) to the
+        live streams as news: cut into pieces at every stream's position, so each stream gets
+        exactly what follows its last id, and streams that are ahead skip what they have.
+        ``complete``: nothing newer was left unread; if something was, every live stream is
+        behind and reads the rest itself."""
+        if rows:
+            cuts = {p + 1 for p in self.positions()}
+            start = 0
+            for i in range(1, len(rows) + 1):
+                if i == len(rows) or rows[i][0] in cuts:
+                    frames = b"".join(frame for _, frame in rows[start:i])
+                    self.deliver(rows[start][0], rows[i - 1][0], frames)
+                    start = i
+        if not complete:
+            for stream in self.streams:
+                if stream.live:
+                    stream.leave_live()
+
     def catch_up_all(self) -> None:
         for stream in self.streams:
             if not stream.closed:
@@ -229,7 +259,10 @@ class StreamRegistry:
         unsubscribe: Callable[[str], Awaitable[None]],
         cap: int,
         pinned: frozenset[str] | set[str] = frozenset(),
+        catch_up: Callable[[], None] | None = None,
     ) -> None:
+        """``catch_up``: what to do when live news may have been lost ("resync"); by default
+        every stream re-reads PostgreSQL on its own."""
         self.settings = settings
         self.metrics = metrics
         self.hubs: dict[str, Hub] = {}
@@ -244,6 +277,7 @@ class StreamRegistry:
         # Per-channel locks, dropped by the garbage collector once no coroutine holds one.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.stopping = False
+        self._catch_up_all = catch_up or self.catch_up_all
 
     def deliver(self, channel: str, payload: bytes) -> None:
         if channel == CONTROL_CHANNEL:
@@ -262,7 +296,7 @@ class StreamRegistry:
     def _control(self, payload: bytes) -> None:
         verb, _, rest = payload.partition(b" ")
         if verb == RESYNC:
-            self.catch_up_all()
+            self._catch_up_all()
         elif verb == b"revoke":
             digests = []
             for item in rest.split(b","):
@@ -271,6 +305,10 @@ class StreamRegistry:
                 except ValueError:
                     continue
             self.close_tokens(digests)
+
+    def token_hashes(self) -> list[bytes]:
+        """The tokens that opened the open streams of this process."""
+        return list(self._by_token)
 
     def close_tokens(self, digests: list[bytes]) -> None:
         """Close every local stream opened with one of these (now revoked) tokens."""
@@ -347,13 +385,10 @@ class StreamRegistry:
     ) -> web.StreamResponse:
         """Run one SSE connection from its first byte to its end."""
         if self.stopping:
-            raise ApiError(503, "the server is shutting down", headers={"Retry-After": "1"})
+            return self.refuse(request, source.kind, "stopping", "this server is shutting down")
         if self.count >= self.cap:
-            self.metrics.rejected.inc()
-            raise ApiError(
-                503,
-                f"this server holds its maximum of {self.cap} streams; try again shortly",
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            return self.refuse(
+                request, source.kind, "cap", f"this server holds its maximum of {self.cap} streams"
             )
         requested = request.headers.get("Last-Event-ID")
         if requested is None:
@@ -379,8 +414,16 @@ class StreamRegistry:
             # Subscribed (confirmed by Redis) before the first read: nothing falls between.
             await self._sync_subscription(channel)
             # Where to start is settled before the headers go out, so that whatever a client
-            # posts after seeing them is after the start. PostgreSQL away: 503, no stream.
-            reset = await self._start_position(stream, source, requested)
+            # posts after seeing them is after the start.
+            try:
+                reset = await self._start_position(stream, source, requested)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning("sse %s refused: database unavailable (%r)", channel, exc)
+                return self.refuse(request, source.kind, "database", "the database is unreachable")
+            if self.stopping:  # SIGTERM came while this stream was subscribing
+                return self.refuse(request, source.kind, "stopping", "this server is shutting down")
             await response.prepare(request)
             request[keys.streaming_key] = True
             self._responses.add(response)
@@ -408,6 +451,22 @@ class StreamRegistry:
             await self._leave(stream)
         return response
 
+    def refuse(self, request: web.Request, kind: str, reason: str, why: str) -> web.Response:
+        """A stream that cannot be served now: 200 with a ``retry:`` delay (with jitter), a
+        comment saying why, and the end. Every EventSource then reconnects by itself with its
+        Last-Event-ID, whereas any other status makes a browser give up for good."""
+        self.metrics.rejected.labels(kind, reason).inc()
+        retry_ms = self.settings.sse_retry_ms
+        delay = retry_ms + random.randrange(retry_ms + 1)
+        return web.Response(
+            body=f"retry: {delay}\n: {why}; reconnect in {delay} ms\n\n".encode(),
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            },
+        )
+
     async def _start_position(
         self, stream: Stream, source: Source, requested: str | None
     ) -> bytes | None:
@@ -416,7 +475,12 @@ class StreamRegistry:
         if requested is None:
             stream.last_sent = bounds.newest  # live messages only
             return None
-        valid = requested.isascii() and requested.isdigit() and int(requested) <= bounds.newest
+        valid = (
+            requested.isascii()
+            and requested.isdigit()
+            and len(requested) <= MAX_ID_DIGITS  # thousands of digits: not an id, and slow
+            and int(requested) <= bounds.newest
+        )
         oldest = bounds.oldest if bounds.oldest is not None else bounds.newest + 1
         if valid and int(requested) >= oldest - 1:
             stream.last_sent = int(requested)
@@ -463,15 +527,25 @@ class StreamRegistry:
     async def _catch_up(self, stream: Stream, source: Source) -> None:
         """Write everything after last_sent from PostgreSQL, then go live."""
         stream.live = False
+        budget = self.settings.sse_queue_bytes  # what a page may hold, as on the live path
         while not stream.closed:
             stream.dirty = False
-            rows = await source.after(stream.last_sent, REPLAY_PAGE)
-            if rows:
-                if not await self._write(stream, b"".join(frame for _, frame in rows)):
-                    return
-                stream.last_sent = rows[-1][0]
-                self.metrics.delivered.inc(len(rows))
-            if len(rows) < REPLAY_PAGE and not stream.dirty:
+            rows = await source.after(stream.last_sent, REPLAY_PAGE, budget)
+            # Written in pieces of about the queue bound, each after the client took the last.
+            piece: list[bytes] = []
+            size = total = 0
+            for i, (row_id, frame) in enumerate(rows):
+                piece.append(frame)
+                size += len(frame)
+                if size >= budget or i == len(rows) - 1:
+                    if not await self._write(stream, b"".join(piece)):
+                        return
+                    stream.last_sent = row_id
+                    self.metrics.delivered.inc(len(piece))
+                    total += size
+                    piece, size = [], 0
+            # Fewer rows than asked and less than the byte bound: nothing more was there.
+            if len(rows) < REPLAY_PAGE and total < budget and not stream.dirty:
                 stream.live = True
                 return
 

@@ -194,15 +194,20 @@ async def test_stalled_reader_is_cut_and_others_get_everything(make_client: Any)
         stalled.close()
 
 
-async def test_sse_connections_over_the_cap_get_503(make_client: Any) -> None:
-    client = await make_client(sse_max_connections=2)
+async def test_a_stream_over_the_cap_is_told_to_retry_and_ended(make_client: Any) -> None:
+    # A browser's EventSource gives up for good on any non-200 answer: the refusal is a 200
+    # stream with a retry delay (with jitter) and a comment saying why, then the end.
+    client = await make_client(sse_max_connections=2, sse_retry_ms=1000)
     first = await open_stream(client)
     second = await open_stream(client)
     response = await client.get("/events/")
-    assert response.status == 503
-    assert response.headers["Retry-After"]
-    assert response.content_type == "application/problem+json"
-    assert await metric(client, "sse_connections_rejected_total") == 1
+    assert response.status == 200
+    assert response.content_type == "text/event-stream"
+    lines = (await response.text()).split("\n")
+    assert lines[0].startswith("retry: ") and 1000 <= int(lines[0][7:]) <= 2000
+    assert lines[1].startswith(": ") and "maximum of 2 streams" in lines[1]
+    assert lines[2:] == ["", ""]
+    assert await metric(client, "sse_connections_rejected_total", 'reason="cap",stream="feed"') == 1
     # A freed place is usable again.
     first.response.close()
     for _ in range(100):

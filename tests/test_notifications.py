@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -357,7 +357,14 @@ async def test_notification_reads_use_their_indexes_on_100000_rows(database_url:
         user = users[42]
         for name, params, index in [
             ("notifications.list_notifications_after",
-             {"user_id": user, "after_seq": 500, "max_rows": 500}, "notifications_user_id_seq_key"),
+             {"user_id": user, "after_seq": 500, "max_rows": 500, "max_bytes": 1 << 18},
+             "notifications_user_id_seq_key"),
+            ("notifications.list_notifications_after_many",
+             {"user_ids": users[:10], "after_seqs": [990] * 10, "max_rows": 100},
+             "notifications_user_id_seq_key"),
+            ("notifications.prune_notifications",
+             {"cutoff": datetime(2000, 1, 1, tzinfo=UTC), "batch_size": 10_000},
+             "notifications_created_at_idx"),
             ("notifications.list_notifications",
              {"user_id": user, "before_seq": 900, "max_rows": 51}, "notifications_user_id_seq_key"),
             ("notifications.list_unread_notifications",

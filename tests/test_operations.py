@@ -159,7 +159,10 @@ async def test_hot_feed_queries_use_the_primary_key(database_url: str) -> None:
             await conn.fetch(insert.sql, *insert.args({"values": values}))
         await conn.execute("ANALYZE feed_values")
         for name, params in [
-            ("values.list_values_after", {"after_id": 50_000, "max_rows": 500}),
+            (
+                "values.list_values_after",
+                {"after_id": 50_000, "max_rows": 500, "max_bytes": 1 << 18},
+            ),
             ("values.list_values_before", {"before_id": 50_000, "max_rows": 51}),
             ("values.get_feed_bounds", {}),
             ("values.prune_values", {"cutoff": None, "batch_size": 10_000}),

@@ -52,13 +52,34 @@ class NotificationsRepository:
             "notifications.insert_notifications", user_ids=user_ids, type=type, data=data
         )
 
-    async def after(self, user_id: uuid.UUID, after_seq: int, limit: int) -> list[asyncpg.Record]:
-        return await self.db.fetch(
+    async def frames_after(
+        self, user_id: uuid.UUID, after_seq: int, limit: int, max_bytes: int
+    ) -> list[tuple[int, bytes]]:
+        """One user's SSE frames after a seq (a page bounded in rows and bytes)."""
+        rows = await self.db.fetch(
             "notifications.list_notifications_after",
             user_id=user_id,
             after_seq=after_seq,
             max_rows=limit,
+            max_bytes=max_bytes,
         )
+        return [(r["seq"], notification_frame(r)) for r in rows]
+
+    async def frames_after_many(
+        self, positions: dict[uuid.UUID, int], limit: int
+    ) -> dict[uuid.UUID, list[tuple[int, bytes]]]:
+        """For each user, the SSE frames after its seq (at most ``limit`` each), one query."""
+        users = list(positions)
+        rows = await self.db.fetch(
+            "notifications.list_notifications_after_many",
+            user_ids=users,
+            after_seqs=[positions[u] for u in users],
+            max_rows=limit,
+        )
+        found: dict[uuid.UUID, list[tuple[int, bytes]]] = {}
+        for r in rows:
+            found.setdefault(r["user_id"], []).append((r["seq"], notification_frame(r)))
+        return found
 
     async def bounds(self, user_id: uuid.UUID) -> Bounds:
         row = await self.db.fetchrow("notifications.get_notification_bounds", user_id=user_id)
@@ -113,6 +134,5 @@ class NotificationSource:
     async def bounds(self) -> Bounds:
         return await self.repo.bounds(self.user_id)
 
-    async def after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]:
-        rows = await self.repo.after(self.user_id, last_id, limit)
-        return [(r["seq"], notification_frame(r)) for r in rows]
+    async def after(self, last_id: int, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        return await self.repo.frames_after(self.user_id, last_id, limit, max_bytes)

@@ -26,9 +26,11 @@ from ..db import Runner
 from ..streams import encode_news
 from .repository import NotificationsRepository, notification_frame
 
+USER_CHANNEL_PREFIX = "user:"
+
 
 def user_channel(user_id: uuid.UUID | str) -> str:
-    return f"user:{user_id}"
+    return f"{USER_CHANNEL_PREFIX}{user_id}"
 
 
 @dataclass

@@ -10,12 +10,13 @@ from marshmallow import Schema, fields
 
 from .. import keys
 from ..auth import require_caller
+from ..errors import ApiError
 from ..fields import Text
 from ..http import decode_cursor, json_response, page_limit, page_of, read_body, rfc3339
 from ..openapi import endpoint
 from ..streams import MAX_ID
 from .repository import FeedSource, ValuesRepository
-from .writer import FEED_CHANNEL
+from .writer import FEED_CHANNEL, WriterStopped
 
 
 class AddValueSchema(Schema):
@@ -52,7 +53,14 @@ async def add_value(request: web.Request) -> web.Response:
     if request.app[keys.settings_key].feed_require_token:
         await require_caller(request)
     body = await read_body(request, _add_value_schema)
-    await request.app[keys.feed_writer_key].add(body["value"])
+    try:
+        await request.app[keys.feed_writer_key].add(body["value"])
+    except WriterStopped:
+        # Whether it was committed is unknown; a retry may store it twice, which a feed of
+        # readings tolerates better than a value silently lost.
+        raise ApiError(
+            503, "the server is stopping; send the value again", headers={"Retry-After": "1"}
+        ) from None
     return json_response({"message": "Value added successfully"})
 
 

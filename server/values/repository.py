@@ -23,8 +23,14 @@ class ValuesRepository:
     async def list_before(self, before_id: int, limit: int) -> list[asyncpg.Record]:
         return await self.db.fetch("values.list_values_before", before_id=before_id, max_rows=limit)
 
-    async def list_after(self, after_id: int, limit: int) -> list[asyncpg.Record]:
-        return await self.db.fetch("values.list_values_after", after_id=after_id, max_rows=limit)
+    async def frames_after(
+        self, after_id: int, limit: int, max_bytes: int
+    ) -> list[tuple[int, bytes]]:
+        """The SSE frames of the values after ``after_id`` (a page bounded in rows and bytes)."""
+        rows = await self.db.fetch(
+            "values.list_values_after", after_id=after_id, max_rows=limit, max_bytes=max_bytes
+        )
+        return [(r["id"], encode_event(r["id"], r["value"])) for r in rows]
 
     async def prune(self, cutoff: datetime, batch_size: int) -> int:
         """Delete one batch of values older than cutoff; how many were deleted."""
@@ -48,6 +54,5 @@ class FeedSource:
     async def bounds(self) -> Bounds:
         return await self.repo.bounds()
 
-    async def after(self, last_id: int, limit: int) -> list[tuple[int, bytes]]:
-        rows = await self.repo.list_after(last_id, limit)
-        return [(r["id"], encode_event(r["id"], r["value"])) for r in rows]
+    async def after(self, last_id: int, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        return await self.repo.frames_after(last_id, limit, max_bytes)

@@ -16,12 +16,18 @@ from datetime import datetime
 
 from ..broker import Publisher
 from ..db import Database
-from ..streams import encode_event, encode_news
+from ..streams import NEWS_MAX_BYTES, encode_event, encode_news
 from .repository import ValuesRepository
 
 log = logging.getLogger(__name__)
 
 FEED_CHANNEL = "feed"
+
+
+class WriterStopped(Exception):
+    """The writer is not running (the server is stopping): the value may or may not be
+    committed, and the client should retry."""
+
 
 Pending = tuple[str, "asyncio.Future[tuple[int, datetime]]"]
 
@@ -37,7 +43,7 @@ class FeedWriter:
     async def add(self, value: str) -> tuple[int, datetime]:
         """Store one value; returns (id, created_at) once it is committed."""
         if self._task is None or self._task.done():
-            raise RuntimeError("the feed writer is not running")
+            raise WriterStopped("the feed writer is not running")
         future: asyncio.Future[tuple[int, datetime]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((value, future))
         return await future
@@ -53,7 +59,7 @@ class FeedWriter:
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
             if not future.done():
-                future.set_exception(RuntimeError("the server is stopping"))
+                future.set_exception(WriterStopped("the server is stopping"))
 
     async def _run(self) -> None:
         while True:
@@ -71,7 +77,7 @@ class FeedWriter:
         except asyncio.CancelledError:
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(RuntimeError("the server is stopping"))
+                    future.set_exception(WriterStopped("the server is stopping"))
             raise
         except Exception as exc:  # each waiting request answers for it (503 when unavailable)
             for _, future in batch:
@@ -81,7 +87,21 @@ class FeedWriter:
         for (_, future), row in zip(batch, rows, strict=True):
             if not future.done():
                 future.set_result(row)
-        frames = b"".join(
-            encode_event(row_id, value) for value, (row_id, _) in zip(values, rows, strict=True)
-        )
-        self.publisher.publish(FEED_CHANNEL, encode_news(rows[0][0], rows[-1][0], frames))
+        self._publish([(row_id, value) for value, (row_id, _) in zip(values, rows, strict=True)])
+
+    def _publish(self, rows: list[tuple[int, str]]) -> None:
+        """The batch's frames as news messages of at most NEWS_MAX_BYTES each (a single frame
+        is far below it), well under what Redis lets a subscriber receive at once."""
+        frames: list[bytes] = []
+        size = 0
+        first = rows[0][0]
+        for row_id, value in rows:
+            frame = encode_event(row_id, value)
+            if frames and size + len(frame) > NEWS_MAX_BYTES:
+                self.publisher.publish(
+                    FEED_CHANNEL, encode_news(first, row_id - 1, b"".join(frames))
+                )
+                frames, size, first = [], 0, row_id
+            frames.append(frame)
+            size += len(frame)
+        self.publisher.publish(FEED_CHANNEL, encode_news(first, rows[-1][0], b"".join(frames)))

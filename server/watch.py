@@ -1,0 +1,157 @@
+"""The stream watch: what the open streams of this process need from PostgreSQL, read for all
+of them at once.
+
+- **When live news may be missing**: Redis is unreachable or has not answered for a second
+  (the broker is not live), a publish failed or news was dropped (the publisher is failing),
+  or the subscription was just (re)established, or another process asked for a resync. Then,
+  every ``POLL_INTERVAL``, one query reads the feed after the lowest position of its live
+  streams, and one reads, for every connected user, the notifications after the position of
+  that user's streams; the hubs hand the rows out exactly as they hand out news from Redis
+  (streams that already have a row skip it). So while Redis is down, streams still get each
+  message within about a second of its commit, and when Redis returns nothing is lost or sent
+  twice. While Redis is healthy this reads nothing.
+- **Every heartbeat interval**: one query checks which of the tokens behind the open streams
+  still exist, and ends the streams of revoked tokens and deleted users, whatever Redis
+  delivered of the revocation news (it only makes the end come sooner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from .db import Runner, is_unavailable
+from .notifications.repository import NotificationsRepository
+from .notifications.service import USER_CHANNEL_PREFIX
+from .streams import REPLAY_PAGE, StreamRegistry
+from .values.repository import ValuesRepository
+from .values.writer import FEED_CHANNEL
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.5  # seconds between reads while live news may be missing
+FEED_PAGES = 20  # feed pages read per poll before its streams are left to read the rest
+USER_PAGE = 100  # notifications per user per poll; a user with more reads the rest itself
+
+
+class StreamWatch:
+    def __init__(
+        self,
+        registry: StreamRegistry,
+        db: Runner,
+        heartbeat: float,
+        news_missing: Callable[[], bool],
+    ) -> None:
+        self.registry = registry
+        self.db = db
+        self.heartbeat = heartbeat
+        self.news_missing = news_missing
+        self.polls = 0  # reads done because news was missing (for tests and benchmarks)
+        self._kicked = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_warning = 0.0
+
+    def kick(self) -> None:
+        """Live news may have been lost: read PostgreSQL for every stream now."""
+        self._kicked = True
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stream-watch")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        next_token_check = time.monotonic() + self.heartbeat
+        polling = False
+        while True:
+            wait = max(0.0, min(POLL_INTERVAL, next_token_check - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            self._wake.clear()
+            missing = self.news_missing()
+            if missing != polling:
+                polling = missing
+                if missing:
+                    log.warning(
+                        "live news unavailable: streams read PostgreSQL every %.1f s", POLL_INTERVAL
+                    )
+                else:
+                    log.info("live news is back: streams follow Redis again")
+            kicked, self._kicked = self._kicked, False
+            try:
+                if kicked or missing:
+                    await self.poll()
+                if time.monotonic() >= next_token_check:
+                    next_token_check = time.monotonic() + self.heartbeat
+                    await self.check_tokens()
+            except Exception as exc:
+                self._kicked = self._kicked or kicked  # a catch-up still owed: try again
+                now = time.monotonic()
+                if not is_unavailable(exc):
+                    log.exception("stream watch failed; trying again")
+                elif now - self._last_warning > 30:
+                    self._last_warning = now
+                    log.warning("stream watch: database unavailable (%s)", type(exc).__name__)
+
+    async def poll(self) -> None:
+        """One read of the feed and one of every connected user's notifications."""
+        self.polls += 1
+        await self._poll_feed()
+        await self._poll_users()
+
+    async def _poll_feed(self) -> None:
+        hub = self.registry.hubs.get(FEED_CHANNEL)
+        if hub is None:
+            return
+        budget = self.registry.settings.sse_queue_bytes
+        repo = ValuesRepository(self.db)
+        for _ in range(FEED_PAGES):
+            positions = hub.positions()
+            if not positions:
+                return
+            rows = await repo.frames_after(min(positions), REPLAY_PAGE, budget)
+            complete = len(rows) < REPLAY_PAGE and sum(len(f) for _, f in rows) < budget
+            hub.deliver_rows(rows, complete=True)
+            if complete:
+                return
+        hub.deliver_rows([], complete=False)
+
+    async def _poll_users(self) -> None:
+        hubs = {}
+        positions: dict[uuid.UUID, int] = {}
+        for channel, hub in list(self.registry.hubs.items()):
+            if not channel.startswith(USER_CHANNEL_PREFIX):
+                continue
+            live = hub.positions()
+            if live:
+                user_id = uuid.UUID(channel[len(USER_CHANNEL_PREFIX) :])
+                hubs[user_id] = hub
+                positions[user_id] = min(live)
+        if not positions:
+            return
+        found = await NotificationsRepository(self.db).frames_after_many(positions, USER_PAGE)
+        for user_id, rows in found.items():
+            hubs[user_id].deliver_rows(rows, complete=len(rows) < USER_PAGE)
+
+    async def check_tokens(self) -> None:
+        """End the streams whose token no longer exists (revoked, or its user deleted)."""
+        digests = self.registry.token_hashes()
+        if not digests:
+            return
+        valid = await self.db.fetchval("users.find_valid_token_hashes", token_hashes=digests)
+        gone = set(digests) - set(valid or ())
+        if gone:
+            log.info("stream watch: %d revoked tokens still had open streams", len(gone))
+            self.registry.close_tokens(list(gone))
