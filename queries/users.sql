@@ -35,9 +35,22 @@ DELETE FROM users
 WHERE id = :user_id;
 
 -- name: insert_token
--- Stores a new API token's SHA-256 digest for a user (registration, login).
+-- Stores a new API token's SHA-256 digest for a user (registration). auth_tokens_pkey.
 INSERT INTO auth_tokens (token_hash, user_id)
 VALUES (:token_hash, :user_id);
+
+-- name: insert_login_token
+-- A login's new token, stored only if the user still exists with the password hash that the
+-- login verified; returns no row otherwise (a password change or DELETE /users won the race).
+-- FOR SHARE makes a concurrent change of the user row wait for this insert to commit (so its
+-- "revoke other tokens" sees the token), or makes this wait for the change and re-check the
+-- hash on the new row. users_pkey, then an insert into auth_tokens_pkey.
+INSERT INTO auth_tokens (token_hash, user_id)
+SELECT :token_hash, u.id
+FROM users AS u
+WHERE u.id = :user_id AND u.password_hash = :password_hash
+FOR SHARE OF u
+RETURNING user_id;
 
 -- name: get_user_by_token
 -- Authentication on every request: the user a token digest belongs to.

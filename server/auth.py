@@ -106,6 +106,20 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def caller_gone() -> ApiError:
+    """The 401 for a caller whose token or user went away while its request was running: the
+    answer it would have had a moment later."""
+    return unauthorized("the token is unknown or revoked")
+
+
+async def still_authenticated(request: web.Request) -> bool:
+    """Whether the caller's token is still valid (not revoked, its user not deleted)."""
+    row = await request.app[keys.db_key].fetchrow(
+        "users.get_user_by_token", token_hash=caller(request).token_hash
+    )
+    return row is not None
+
+
 async def require_caller(request: web.Request, *, allow_query: bool = False) -> Caller:
     """The caller the request's token names, or 401."""
     token = _token_from(request, allow_query=allow_query)
@@ -113,5 +127,5 @@ async def require_caller(request: web.Request, *, allow_query: bool = False) -> 
         raise unauthorized("this route needs 'Authorization: Bearer <token>'")
     found = await authenticate(request.app[keys.db_key], token)
     if found is None:
-        raise unauthorized("the token is unknown or revoked")
+        raise caller_gone()
     return found

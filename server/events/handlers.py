@@ -9,7 +9,7 @@ from aiohttp import web
 from marshmallow import ValidationError
 
 from .. import keys
-from ..auth import caller
+from ..auth import caller, caller_gone, still_authenticated
 from ..errors import ApiError, validation_error
 from ..http import json_response, page, page_limit, path_uuid, read_body, rfc3339
 from ..openapi import endpoint
@@ -63,7 +63,10 @@ async def create_event(request: web.Request) -> web.Response:
     me = caller(request).id
     if body.get("user_id") not in (None, me):
         raise ApiError(403, "user_id, if given, must be your own id: events are yours")
-    row = await EventsRepository(request.app[keys.db_key]).create(me, body)
+    try:
+        row = await EventsRepository(request.app[keys.db_key]).create(me, body)
+    except asyncpg.ForeignKeyViolationError:  # the caller was deleted meanwhile
+        raise caller_gone() from None
     return json_response(event_json(row), status=201)
 
 
@@ -97,7 +100,9 @@ async def update_event(request: web.Request) -> web.Response:
         updated = await EventsRepository(request.app[keys.db_key]).update(row["id"], changes)
     except asyncpg.CheckViolationError:  # a concurrent change moved the other date
         raise validation_error({"end_date": ["must not be before start_date"]}) from None
-    if updated is None:
+    if updated is None:  # deleted meanwhile, by its owner or with its owner
+        if not await still_authenticated(request):
+            raise caller_gone()
         raise web.HTTPNotFound()
     return json_response(event_json(updated))
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 
 from .. import keys
-from ..auth import caller
+from ..auth import caller, caller_gone, still_authenticated
 from ..errors import ApiError, validation_error
 from ..http import decode_cursor, json_response, page_limit, page_of, path_uuid, read_body
 from ..openapi import endpoint
@@ -77,14 +78,28 @@ async def send_message(request: web.Request) -> web.Response:
     data: dict[str, Any] = {"from": str(me), "message": body["message"], "data": body["data"]}
     if len(orjson.dumps(data)) > 64 * 1024:
         raise validation_error({"data": ["the message and its data must fit in 64 KiB"]})
-    async with writing(request.app) as work:
-        known = await NotificationsRepository(work.tx).existing_users(targets)
-        unknown = [str(t) for t in targets if t not in known]
-        if unknown:
-            raise validation_error({field: [f"no such user: {u}" for u in unknown]})
-        rows = await work.notify(targets, "message", data, actor_id=me)
+    db = request.app[keys.db_key]
+    try:
+        async with writing(request.app) as work:
+            await _refuse_unknown(NotificationsRepository(work.tx), field, targets)
+            rows = await work.notify(targets, "message", data, actor_id=me)
+    except asyncpg.ForeignKeyViolationError:
+        # A target was deleted between the check and the insert: nothing was written (the
+        # transaction rolled back, nothing published); answer as if it had been gone before.
+        await _refuse_unknown(NotificationsRepository(db), field, targets)
+        raise  # still all there: a foreign key this handler does not know of (a bug, 500)
     notified = sorted(str(r["user_id"]) for r in rows)
     return json_response({"notified": notified}, status=202)
+
+
+async def _refuse_unknown(
+    repo: NotificationsRepository, field: str, targets: list[uuid.UUID]
+) -> None:
+    """422 naming ``field`` when any of the targets is not a user."""
+    known = await repo.existing_users(targets)
+    unknown = [str(t) for t in targets if t not in known]
+    if unknown:
+        raise validation_error({field: [f"no such user: {u}" for u in unknown]})
 
 
 @endpoint(
@@ -129,6 +144,8 @@ async def mark_notification(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()  # someone else's notifications are not there for you
     body = await read_body(request, _mark)
     updated = await repo.set_read(notification_id, body["read"])
-    if updated is None:
+    if updated is None:  # gone meanwhile: pruned, or deleted with its user (the caller)
+        if not await still_authenticated(request):
+            raise caller_gone()
         raise ApiError(404, f"no resource at {request.path}")
     return json_response(notification_json(updated))

@@ -10,7 +10,7 @@ import asyncpg
 from aiohttp import web
 
 from .. import keys
-from ..auth import caller, new_token, unauthorized
+from ..auth import caller, caller_gone, new_token, unauthorized
 from ..events.handlers import event_json
 from ..events.repository import EventsRepository
 from ..events.schemas import EventPageSchema
@@ -58,6 +58,8 @@ async def _existing_user(request: web.Request, action: Action) -> asyncpg.Record
     user_id = path_uuid(request, "user_id")
     row = await UsersRepository(request.app[keys.db_key]).get(user_id)
     if row is None:
+        if user_id == caller(request).id:  # the caller was deleted after its token was checked
+            raise caller_gone()
         raise web.HTTPNotFound()
     enforce(user_decision(caller(request).id, user_id, action), "user", request.path)
     return row
@@ -101,7 +103,10 @@ async def create_token(request: web.Request) -> web.Response:
     if row is None or not ok:
         raise unauthorized(LOGIN_FAILED)
     token, digest = new_token()
-    await UsersRepository(db).add_token(row["id"], digest)
+    # The password may have changed, or the user gone, while argon2 was verifying: then this
+    # login is as if it had started after that (401), and no token outlives the change.
+    if not await UsersRepository(db).add_login_token(row["id"], digest, row["password_hash"]):
+        raise unauthorized(LOGIN_FAILED)
     return json_response({"token": token, "user": user_json(row)}, status=201)
 
 
@@ -142,8 +147,8 @@ async def update_user(request: web.Request) -> web.Response:
         updated = await users.update(
             row["id"], name=body.get("name"), email=body.get("email"), password_hash=password_hash
         )
-        if updated is None:
-            raise web.HTTPNotFound()
+        if updated is None:  # deleted meanwhile: only the user itself may update it
+            raise caller_gone()
         if password_hash is not None:
             revoked = await users.revoke_other_tokens(row["id"], keep=me.token_hash)
     if revoked:

@@ -63,6 +63,19 @@ class UsersRepository:
     async def add_token(self, user_id: uuid.UUID, token_hash: bytes) -> None:
         await self.db.execute("users.insert_token", user_id=user_id, token_hash=token_hash)
 
+    async def add_login_token(
+        self, user_id: uuid.UUID, token_hash: bytes, verified_hash: str
+    ) -> bool:
+        """Store a login's token if the password hash is still ``verified_hash``; False when
+        the password changed or the user was deleted since it was read."""
+        row = await self.db.fetchrow(
+            "users.insert_login_token",
+            user_id=user_id,
+            token_hash=token_hash,
+            password_hash=verified_hash,
+        )
+        return row is not None
+
     async def revoke_token(self, token_hash: bytes) -> None:
         await self.db.execute("users.delete_token", token_hash=token_hash)
 
