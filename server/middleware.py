@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import time
-from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -16,18 +15,15 @@ from aiohttp.web_response import StreamResponse
 
 from . import keys
 from .errors import Handler
+from .logs import redact
 
 access_log = logging.getLogger("server.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_SECRET_PARAMS = {"access_token", "token"}
 
 
 def redact_query(query_string: str) -> str:
-    """The query string with token values replaced, fit for a log line."""
-    if not query_string:
-        return ""
-    pairs = parse_qsl(query_string, keep_blank_values=True)
-    return urlencode([(k, "***" if k in _SECRET_PARAMS else v) for k, v in pairs])
+    """The query string as sent, with token values replaced by ***, fit for a log line."""
+    return redact("?" + query_string)[1:] if query_string else ""
 
 
 def route_label(request: web.Request) -> str:
@@ -67,7 +63,8 @@ class AccessLogger(AbstractAccessLogger):
     """One line a request: method, path (tokens redacted), status, size, duration, request id."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        query = redact_query(request.query_string)
+        # As sent (raw), redacted here and again by every handler's RedactSecrets.
+        query = redact_query(request.rel_url.raw_query_string)
         path = f"{request.path}?{query}" if query else request.path
         self.logger.info(
             '%s "%s %s" %d %d %.1fms request_id=%s',

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from server import keys
 from server.errors import error_middleware
-from server.logs import setup_logging
+from server.logs import redact, setup_logging
 from server.metrics import Metrics
 from server.middleware import AccessLogger, observe_middleware, redact_query
 from server.settings import Settings
@@ -80,10 +80,15 @@ async def test_unexpected_error_is_a_logged_500_without_details(
 
 
 def test_tokens_in_query_strings_are_redacted() -> None:
-    redacted = redact_query("access_token=abc&last_event_id=5")
-    assert redacted == "access_token=%2A%2A%2A&last_event_id=5"
+    assert redact_query("access_token=abc&last_event_id=5") == "access_token=***&last_event_id=5"
+    assert redact_query("last_event_id=5&access_token=abc") == "last_event_id=5&access_token=***"
+    assert redact_query("a=1;access_token=abc") == "a=1;access_token=***"
+    assert redact_query("access%5Ftoken=abc") == "access%5Ftoken=***"
+    assert redact_query("a=1%3Baccess_token%3Dabc") == "a=1%3Baccess_token%3D***"
     assert "abc" not in redact_query("token=abc")
+    assert redact_query("last_event_id=5&mytoken=kept") == "last_event_id=5&mytoken=kept"
     assert redact_query("") == ""
+    assert redact("'Authorization': 'Bearer abc.def'") == "'Authorization': 'Bearer ***'"
 
 
 async def test_access_log_has_request_id_duration_and_no_token(
@@ -108,7 +113,7 @@ async def test_access_log_has_request_id_duration_and_no_token(
             await asyncio.sleep(0.02)
     lines = [r.getMessage() for r in caplog.records if r.name == "server.access"]
     assert len(lines) == 1
-    assert '"GET /values?access_token=%2A%2A%2A" 200' in lines[0]
+    assert '"GET /values?access_token=***" 200' in lines[0]
     assert "request_id=abc" in lines[0] and "ms" in lines[0]
     assert "very-secret" not in lines[0]
 
@@ -221,3 +226,64 @@ async def test_retention_jobs_prune_feed_values_and_notifications(make_client: A
             break
         await asyncio.sleep(0.05)
     assert values["items"] == [] and notes["items"] == [] and notes["unread_count"] == 0
+
+
+async def test_no_token_reaches_the_log_file_whatever_the_request(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A real server logging to LOG_FILE as run.py sets it up, sent requests that make aiohttp
+    itself log the raw request line (malformed, over-long) and ones our access log writes;
+    then the file is scanned for the tokens."""
+    from server.app import create_app
+
+    log_file = tmp_path / "app.log"
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    setup_logging(settings.with_(log_file=str(log_file), log_level="DEBUG"))
+    server = TestServer(create_app(settings))
+    await server.start_server(
+        access_log_class=AccessLogger, access_log=logging.getLogger("server.access")
+    )
+    secrets = [f"SECRET{i}xyz" for i in range(9)]
+    requests = [
+        # aiohttp.server logs these with the request line quoted in its traceback
+        f"GET /sse/x?access_token={secrets[0]} HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+        f"GET /sse/x?access_token={secrets[1]}\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET /sse/x?access_token={secrets[2]}&a={'y' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET /sse/x?access_token={secrets[3]} HTTP/9.9\r\nHost: x\r\n\r\n",
+        f"GET /sse/x?a=1;access_token={secrets[4]} HTTP/1.1\r\nHost: x\r\n"
+        "Content-Length: abc\r\n\r\n",
+        f"GET /values HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secrets[5]}\r\n"
+        f"X-Long: {'z' * 9000}\r\n\r\n",
+        # served, and written by the access log
+        f"GET /values?a=1;access_token={secrets[6]} HTTP/1.1\r\nHost: x\r\n"
+        "Connection: close\r\n\r\n",
+        f"GET /values?access%5Ftoken={secrets[7]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        f"GET /sse/{'0' * 8}?access_token={secrets[8]} HTTP/1.1\r\nHost: x\r\n"
+        "Connection: close\r\n\r\n",
+    ]
+    try:
+        for raw in requests:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(raw.encode("latin-1"))
+            await writer.drain()
+            status_line = await reader.readline()
+            assert status_line.split()[1] in (b"200", b"400", b"401", b"404", b"431"), raw[:80]
+            writer.close()
+        for _ in range(100):  # access lines are written once each response is sent
+            if log_file.read_text().count("server.access") >= 3:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await server.close()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in before[0]:
+            root.addHandler(handler)
+        root.setLevel(before[1])
+    text = log_file.read_text()
+    leaked = [s for s in secrets if s in text]
+    assert not leaked, f"tokens in the log: {leaked}\n{text[-3000:]}"
+    assert "aiohttp.server" in text  # the requests did make aiohttp log them
+    assert text.count("server.access") >= 3
