@@ -5,3 +5,76 @@ SELECT c.relname AS name
 FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE c.relkind = 'i' AND n.nspname = 'public';
+
+-- name: list_schema_columns
+-- `run.py schema` (migrations/schema.sql): every column of every table in the public schema,
+-- in table then column order, with its type, NOT NULL and default. Catalog scan of
+-- pg_attribute through pg_attribute_relid_attnum_index; small, run by hand and in one test.
+SELECT
+    c.relname AS table_name,
+    a.attname AS column_name,
+    format_type(a.atttypid, a.atttypmod) AS column_type,
+    a.attnotnull AS not_null,
+    pg_get_expr(d.adbin, d.adrelid) AS default_expr
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef AS d ON d.adrelid = c.oid AND d.adnum = a.attnum
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+ORDER BY c.relname, a.attnum;
+
+-- name: list_schema_constraints
+-- `run.py schema`: every primary key, unique, foreign key, check and exclusion constraint of
+-- the public schema by table and name, as PostgreSQL prints it (NOT NULL, which PostgreSQL 18
+-- also lists here, is already in the columns). Catalog scan of pg_constraint.
+SELECT
+    c.relname AS table_name,
+    con.conname AS constraint_name,
+    pg_get_constraintdef(con.oid) AS definition
+FROM pg_constraint AS con
+JOIN pg_class AS c ON c.oid = con.conrelid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND con.contype IN ('p', 'u', 'f', 'c', 'x')
+ORDER BY c.relname, con.conname;
+
+-- name: list_schema_indexes
+-- `run.py schema`: every index of the public schema that no constraint owns, by name, as
+-- PostgreSQL prints it. Catalog scan of pg_index.
+SELECT
+    ic.relname AS index_name,
+    pg_get_indexdef(i.indexrelid) AS definition
+FROM pg_index AS i
+JOIN pg_class AS ic ON ic.oid = i.indexrelid
+JOIN pg_namespace AS n ON n.oid = ic.relnamespace
+WHERE n.nspname = 'public'
+    AND NOT EXISTS (SELECT 1 FROM pg_constraint AS con WHERE con.conindid = i.indexrelid)
+ORDER BY ic.relname;
+
+-- name: list_schema_routines
+-- `run.py schema`: every view, function, trigger and sequence of the public schema, as
+-- PostgreSQL prints it, so a migration that adds one is seen in schema.sql too. Catalog scans.
+SELECT kind, name, definition
+FROM (
+    SELECT 'view' AS kind, c.relname::text AS name,
+        'CREATE VIEW ' || c.relname || ' AS' || chr(10) || pg_get_viewdef(c.oid) AS definition
+    FROM pg_class AS c
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('v', 'm')
+    UNION ALL
+    SELECT 'function', p.proname::text, pg_get_functiondef(p.oid)
+    FROM pg_proc AS p
+    JOIN pg_namespace AS n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'public'
+    UNION ALL
+    SELECT 'trigger', t.tgname::text, pg_get_triggerdef(t.oid)
+    FROM pg_trigger AS t
+    JOIN pg_class AS c ON c.oid = t.tgrelid
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND NOT t.tgisinternal
+    UNION ALL
+    SELECT 'sequence', c.relname::text, 'CREATE SEQUENCE ' || c.relname
+    FROM pg_class AS c
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind = 'S'
+) AS routines
+ORDER BY kind, name;

@@ -19,10 +19,11 @@ from types import FrameType
 
 import asyncpg
 
-from .db import APPLICATION_NAME, redact_url
+from .db import APPLICATION_NAME, Runner, redact_url
 from .embedded import die_with_parent, embedded_services
 from .logs import setup_logging
 from .migrations import MIGRATIONS_DIR, MigrationError, migrate
+from .schema import dump_schema
 from .settings import Settings, SettingsError
 from .sql import QUERIES_DIR, Queries, QueryFileError
 
@@ -125,6 +126,17 @@ async def check_sql(settings: Settings, queries_dir: Path, migrations_dir: Path)
         await conn.close()
     print(f"check-sql: {len(queries) - failures} ok, {failures} failed")
     return 1 if failures else 0
+
+
+async def print_schema(settings: Settings) -> int:
+    """Migrate, then print the schema from the catalogs (what migrations/schema.sql holds)."""
+    conn = await _connect(settings)
+    try:
+        await migrate(conn, Queries(), progress=lambda _: None)
+        print(await dump_schema(Runner(conn, Queries())), end="")
+    finally:
+        await conn.close()
+    return 0
 
 
 def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
@@ -393,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     check.add_argument("--queries-dir", type=Path, default=QUERIES_DIR)
     check.add_argument("--migrations-dir", type=Path, default=MIGRATIONS_DIR)
+    sub.add_parser("schema", help="print the migrated schema (what migrations/schema.sql holds)")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, _terminate)
@@ -415,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         with services(settings) as resolved:
             if command == "migrate":
                 return asyncio.run(run_migrations(resolved))
+            if command == "schema":
+                return asyncio.run(print_schema(resolved))
             return asyncio.run(check_sql(resolved, args.queries_dir, args.migrations_dir))
     except MigrationError as exc:
         log.error("migrations: %s", exc)

@@ -11,7 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from server.db import Runner
 from server.migrations import MIGRATIONS_DIR, MigrationError, load_migrations, migrate
+from server.schema import dump_schema
 from server.sql import Queries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,3 +123,23 @@ def test_badly_named_migration_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_Create.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="NNNN_lowercase_name"):
         load_migrations(tmp_path)
+
+
+async def test_replaying_every_migration_gives_exactly_the_committed_schema(
+    empty_database_url: str,
+) -> None:
+    # migrations/schema.sql is the whole schema for DBAs to read; a migration that changes the
+    # schema without regenerating it (python run.py schema > migrations/schema.sql) fails here.
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await migrate(conn, Queries(), progress=lambda _: None)
+        dumped = await dump_schema(Runner(conn, Queries()))
+    finally:
+        await conn.close()
+    committed = (MIGRATIONS_DIR / "schema.sql").read_text(encoding="utf-8")
+    assert dumped == committed
+
+
+async def test_schema_sql_is_not_taken_for_a_migration() -> None:
+    names = [m.path.name for m in load_migrations()]
+    assert "schema.sql" not in names and names == sorted(names)
