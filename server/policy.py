@@ -27,6 +27,8 @@ class Action(enum.Enum):
     DELETE = "delete"
     LIST_EVENTS = "list_events"  # a user's own events
     LIST_TASKS = "list_tasks"  # an event's tasks
+    READ_NOTIFICATIONS = "read_notifications"  # a user's own notifications
+    OPEN_STREAM = "open_stream"  # a user's own notification stream
 
 
 def user_decision(caller_id: uuid.UUID, user_id: uuid.UUID, action: Action) -> Decision:
@@ -52,8 +54,26 @@ def event_decision(caller_id: uuid.UUID, event: EventFacts, action: Action) -> D
     return Decision.FORBIDDEN
 
 
-def enforce(decision: Decision, what: str, path: str) -> None:
+# What a 403 says, by what was addressed and what the caller tried: the words fit the action.
+FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
+    ("user", Action.UPDATE): "you may only change your own account",
+    ("user", Action.DELETE): "you may only delete your own account",
+    ("user", Action.LIST_EVENTS): "you may only list your own events",
+    ("user", Action.READ_NOTIFICATIONS): "you may only read your own notifications",
+    ("user", Action.OPEN_STREAM): "you may only open your own notification stream",
+    ("event", Action.UPDATE): "only the event's owner may change it",
+    ("event", Action.DELETE): "only the event's owner may delete it",
+}
+
+
+def forbidden_message(what: str, action: Action) -> str:
+    fallback = f"you may not {action.value.replace('_', ' ')} this {what}"
+    return FORBIDDEN_MESSAGES.get((what, action), fallback)
+
+
+def enforce(decision: Decision, what: str, action: Action, path: str) -> None:
+    """404 for HIDDEN, 403 with the message that fits ``action`` on ``what`` for FORBIDDEN."""
     if decision is Decision.HIDDEN:
         raise ApiError(404, f"no resource at {path}")
     if decision is Decision.FORBIDDEN:
-        raise ApiError(403, f"you may see this {what} but not do that to it")
+        raise ApiError(403, forbidden_message(what, action))

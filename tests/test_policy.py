@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
-from server.policy import Action, Decision, EventFacts, event_decision, user_decision
+from server.errors import ApiError
+from server.policy import (
+    FORBIDDEN_MESSAGES,
+    Action,
+    Decision,
+    EventFacts,
+    enforce,
+    event_decision,
+    forbidden_message,
+    user_decision,
+)
 
 OWNER, MEMBER, STRANGER = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
@@ -46,3 +57,51 @@ def test_event_decisions(caller: uuid.UUID, action: Action, expected: Decision) 
 )
 def test_user_decisions(caller: uuid.UUID, action: Action, expected: Decision) -> None:
     assert user_decision(caller, OWNER, action) is expected
+
+
+@pytest.mark.parametrize(
+    ("what", "action", "decide"),
+    [
+        ("user", action, lambda a: user_decision(STRANGER, OWNER, a))
+        for action in (
+            Action.UPDATE,
+            Action.DELETE,
+            Action.LIST_EVENTS,
+            Action.READ_NOTIFICATIONS,
+            Action.OPEN_STREAM,
+        )
+    ]
+    + [
+        ("event", action, lambda a: event_decision(MEMBER, EventFacts(OWNER, True), a))
+        for action in (Action.UPDATE, Action.DELETE)
+    ],
+)
+def test_every_refusal_has_words_that_fit_its_action(
+    what: str, action: Action, decide: Any
+) -> None:
+    assert decide(action) is Decision.FORBIDDEN
+    assert (what, action) in FORBIDDEN_MESSAGES
+    with pytest.raises(ApiError) as refused:
+        enforce(Decision.FORBIDDEN, what, action, "/somewhere")
+    assert refused.value.status == 403
+    assert refused.value.detail == forbidden_message(what, action)
+    assert "but not do that" not in refused.value.detail
+    assert len(set(FORBIDDEN_MESSAGES.values())) == len(FORBIDDEN_MESSAGES)
+
+
+async def test_refusals_say_what_was_refused(client: Any) -> None:
+    from .helpers import register
+
+    ada = await register(client)
+    bob = await register(client)
+    expected = {
+        ("GET", f"/notifications/{bob['id']}"): "you may only read your own notifications",
+        ("GET", f"/sse/{bob['id']}"): "you may only open your own notification stream",
+        ("GET", f"/users/{bob['id']}/events"): "you may only list your own events",
+        ("PUT", f"/users/{bob['id']}"): "you may only change your own account",
+        ("DELETE", f"/users/{bob['id']}"): "you may only delete your own account",
+    }
+    for (method, path), detail in expected.items():
+        response = await client.request(method, path, json={}, headers=ada["headers"])
+        assert response.status == 403, (method, path)
+        assert (await response.json())["detail"] == detail, (method, path)

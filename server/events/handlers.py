@@ -47,7 +47,7 @@ async def _authorized_event(request: web.Request, action: Action) -> asyncpg.Rec
         raise web.HTTPNotFound()
     # Task membership joins these facts when tasks exist; until then only owners see events.
     facts = EventFacts(owner_id=row["user_id"])
-    enforce(event_decision(caller(request).id, facts, action), "event", request.path)
+    enforce(event_decision(caller(request).id, facts, action), "event", action, request.path)
     return row
 
 

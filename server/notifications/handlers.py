@@ -17,6 +17,7 @@ from ..openapi import endpoint
 from ..policy import Action, enforce, user_decision
 from ..streams import MAX_ID
 from ..users.repository import UsersRepository
+from ..wire import user_channel
 from .repository import NotificationSource, NotificationsRepository, notification_json
 from .schemas import (
     MarkReadSchema,
@@ -25,19 +26,19 @@ from .schemas import (
     NotifiedSchema,
     SendMessageSchema,
 )
-from .service import user_channel, writing
+from .service import writing
 
 _send = SendMessageSchema()
 _mark = MarkReadSchema()
 
 
-async def _self_only(request: web.Request) -> uuid.UUID:
+async def _self_only(request: web.Request, action: Action) -> uuid.UUID:
     """The path's user_id when it is the caller: 404 unknown, 403 another user."""
     user_id = path_uuid(request, "user_id")
     me = caller(request).id
     if user_id != me and await UsersRepository(request.app[keys.db_key]).get(user_id) is None:
         raise web.HTTPNotFound()
-    enforce(user_decision(me, user_id, Action.UPDATE), "user's notifications", request.path)
+    enforce(user_decision(me, user_id, action), "user", action, request.path)
     return user_id
 
 
@@ -56,7 +57,7 @@ async def _self_only(request: web.Request) -> uuid.UUID:
     "gets `event: reset` first. Closed when the token is revoked or the user deleted.",
 )
 async def user_stream(request: web.Request) -> web.StreamResponse:
-    user_id = await _self_only(request)
+    user_id = await _self_only(request, Action.OPEN_STREAM)
     source = NotificationSource(request.app[keys.db_key], user_id)
     registry = request.app[keys.streams_key]
     return await registry.serve(
@@ -114,7 +115,7 @@ async def _refuse_unknown(
     },
 )
 async def list_notifications(request: web.Request) -> web.Response:
-    user_id = await _self_only(request)
+    user_id = await _self_only(request, Action.READ_NOTIFICATIONS)
     unread = request.query.get("unread", "false").lower()
     if unread not in ("true", "false"):
         raise validation_error({"unread": ["must be true or false"]})

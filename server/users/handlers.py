@@ -61,7 +61,7 @@ async def _existing_user(request: web.Request, action: Action) -> asyncpg.Record
         if user_id == caller(request).id:  # the caller was deleted after its token was checked
             raise caller_gone()
         raise web.HTTPNotFound()
-    enforce(user_decision(caller(request).id, user_id, action), "user", request.path)
+    enforce(user_decision(caller(request).id, user_id, action), "user", action, request.path)
     return row
 
 
