@@ -33,8 +33,9 @@ from .streams import StreamRegistry
 from .users import handlers as users
 from .values import handlers as values
 from .values.repository import ValuesRepository
-from .values.writer import FEED_CHANNEL, FeedWriter
+from .values.writer import FeedWriter
 from .watch import StreamWatch
+from .wire import FEED_CHANNEL
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .streams import CONTROL_CHANNEL, RESYNC
+from .wire import CONTROL_CHANNEL, RESYNC
 
 log = logging.getLogger(__name__)
 

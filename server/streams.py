@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,46 +33,22 @@ from . import keys
 from .db import is_unavailable
 from .metrics import Metrics
 from .settings import Settings
+from .wire import (
+    CONTROL_CHANNEL,
+    RESYNC,
+    REVOKE,
+    chunk,
+    decode_control,
+    decode_news,
+    encode_event,
+    encode_revoke,
+)
 
 log = logging.getLogger(__name__)
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 REPLAY_PAGE = 500  # rows per PostgreSQL read while catching up (the byte bound may cut it short)
 MAX_ID = 2**63 - 1
 MAX_ID_DIGITS = len(str(MAX_ID))
-# One Redis news message carries at most this many bytes of frames (a batch is split), far
-# below the 32 MB after which Redis cuts a subscriber (client-output-buffer-limit pubsub).
-NEWS_MAX_BYTES = 512 * 1024
-# Every process subscribes this channel. It carries "revoke <hex digest>,<hex digest>..."
-# (close streams opened with these tokens) and "resync" (news may have been dropped: every
-# stream re-reads PostgreSQL).
-CONTROL_CHANNEL = "_control"
-RESYNC = b"resync"
-
-
-def encode_event(event_id: int, data: str, event: str | None = None) -> bytes:
-    """One SSE frame; a multi-line value becomes several ``data:`` lines."""
-    lines = [f"id: {event_id}"]
-    if event is not None:
-        lines.append(f"event: {event}")
-    lines.extend(f"data: {line}" for line in _LINE_BREAK.split(data))
-    return ("\n".join(lines) + "\n\n").encode("utf-8")
-
-
-def chunk(raw: bytes) -> bytes:
-    """``raw`` framed as one HTTP/1.1 chunk, as aiohttp's own writer would frame it."""
-    return b"%x\r\n%b\r\n" % (len(raw), raw)
-
-
-def encode_news(first_id: int, last_id: int, frames: bytes) -> bytes:
-    """The Redis message for frames ``first_id..last_id`` of one channel."""
-    return b"%d %d\n%b" % (first_id, last_id, frames)
-
-
-def decode_news(payload: bytes) -> tuple[int, int, bytes]:
-    header, _, frames = payload.partition(b"\n")
-    first, last = header.split(b" ", 1)
-    return int(first), int(last), frames
 
 
 @dataclass(frozen=True)
@@ -294,16 +269,10 @@ class StreamRegistry:
         hub.deliver(first, last, frames)
 
     def _control(self, payload: bytes) -> None:
-        verb, _, rest = payload.partition(b" ")
+        verb, digests = decode_control(payload)
         if verb == RESYNC:
             self._catch_up_all()
-        elif verb == b"revoke":
-            digests = []
-            for item in rest.split(b","):
-                try:
-                    digests.append(bytes.fromhex(item.decode()))
-                except ValueError:
-                    continue
+        elif verb == REVOKE:
             self.close_tokens(digests)
 
     def token_hashes(self) -> list[bytes]:
@@ -555,5 +524,4 @@ def announce_revoked(app: web.Application, digests: list[bytes]) -> None:
     if not digests:
         return
     app[keys.streams_key].close_tokens(digests)
-    payload = b"revoke " + b",".join(d.hex().encode() for d in digests)
-    app[keys.publisher_key].publish(CONTROL_CHANNEL, payload)
+    app[keys.publisher_key].publish(CONTROL_CHANNEL, encode_revoke(digests))

@@ -26,10 +26,9 @@ from collections.abc import Callable
 
 from .db import Runner, is_unavailable
 from .notifications.repository import NotificationsRepository
-from .notifications.service import USER_CHANNEL_PREFIX
 from .streams import REPLAY_PAGE, StreamRegistry
 from .values.repository import ValuesRepository
-from .values.writer import FEED_CHANNEL
+from .wire import FEED_CHANNEL, channel_user
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +131,11 @@ class StreamWatch:
         hubs = {}
         positions: dict[uuid.UUID, int] = {}
         for channel, hub in list(self.registry.hubs.items()):
-            if not channel.startswith(USER_CHANNEL_PREFIX):
+            user_id = channel_user(channel)
+            if user_id is None:
                 continue
             live = hub.positions()
             if live:
-                user_id = uuid.UUID(channel[len(USER_CHANNEL_PREFIX) :])
                 hubs[user_id] = hub
                 positions[user_id] = min(live)
         if not positions:

@@ -15,8 +15,8 @@ from server import keys
 from server.broker import Broker, Publisher, connect
 from server.embedded import RedisProcess
 from server.notifications.repository import NotificationsRepository
-from server.streams import NEWS_MAX_BYTES, decode_news
 from server.values.repository import ValuesRepository
+from server.wire import NEWS_MAX_BYTES, decode_news
 
 from .helpers import TcpProxy, metric, open_stream, postgres_address, proxied_url, register
 from .test_notifications import send, user_stream

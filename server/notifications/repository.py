@@ -12,7 +12,8 @@ import orjson
 
 from ..db import Runner
 from ..http import rfc3339
-from ..streams import Bounds, encode_event
+from ..streams import Bounds
+from ..wire import encode_event
 
 TYPES = ("invite", "system", "story_update", "comment", "task_update", "message")
 

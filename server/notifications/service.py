@@ -23,14 +23,8 @@ from aiohttp import web
 from .. import keys
 from ..broker import Publisher
 from ..db import Runner
-from ..streams import encode_news
+from ..wire import encode_news, user_channel
 from .repository import NotificationsRepository, notification_frame
-
-USER_CHANNEL_PREFIX = "user:"
-
-
-def user_channel(user_id: uuid.UUID | str) -> str:
-    return f"{USER_CHANNEL_PREFIX}{user_id}"
 
 
 @dataclass

@@ -15,8 +15,9 @@ from ..fields import Text
 from ..http import decode_cursor, json_response, page_limit, page_of, read_body, rfc3339
 from ..openapi import endpoint
 from ..streams import MAX_ID
+from ..wire import FEED_CHANNEL
 from .repository import FeedSource, ValuesRepository
-from .writer import FEED_CHANNEL, WriterStopped
+from .writer import WriterStopped
 
 
 class AddValueSchema(Schema):

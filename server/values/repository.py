@@ -7,7 +7,8 @@ from datetime import datetime
 import asyncpg
 
 from ..db import Runner
-from ..streams import Bounds, encode_event
+from ..streams import Bounds
+from ..wire import encode_event
 
 
 class ValuesRepository:

@@ -16,12 +16,10 @@ from datetime import datetime
 
 from ..broker import Publisher
 from ..db import Database
-from ..streams import NEWS_MAX_BYTES, encode_event, encode_news
+from ..wire import FEED_CHANNEL, NEWS_MAX_BYTES, encode_event, encode_news
 from .repository import ValuesRepository
 
 log = logging.getLogger(__name__)
-
-FEED_CHANNEL = "feed"
 
 
 class WriterStopped(Exception):
