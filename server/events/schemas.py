@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
-from ..fields import Text, UtcDateTime
+from ..fields import Text, UtcDateTime, example
 
 
 class EventSchema(Schema):
@@ -31,10 +31,12 @@ def check_dates(start: Any, end: Any) -> None:
 
 
 class CreateEventSchema(Schema):
-    title = Text(required=True, max_length=200, single_line=True)
-    description = Text(min_length=0, max_length=10_000, load_default="")
-    start_date = UtcDateTime(required=True)
-    end_date = UtcDateTime(required=True)
+    title = Text(required=True, max_length=200, single_line=True, metadata=example("Team Meeting"))
+    description = Text(
+        min_length=0, max_length=10_000, load_default="", metadata=example("Weekly sync")
+    )
+    start_date = UtcDateTime(required=True, metadata=example("2024-01-15T10:00:00Z"))
+    end_date = UtcDateTime(required=True, metadata=example("2024-01-15T11:00:00Z"))
     user_id = fields.UUID(metadata={"description": "may be left out; if given, must be you"})
 
     @validates_schema
@@ -43,10 +45,10 @@ class CreateEventSchema(Schema):
 
 
 class UpdateEventSchema(Schema):
-    title = Text(max_length=200, single_line=True)
-    description = Text(min_length=0, max_length=10_000)
-    start_date = UtcDateTime()
-    end_date = UtcDateTime()
+    title = Text(max_length=200, single_line=True, metadata=example("Team Meeting (moved)"))
+    description = Text(min_length=0, max_length=10_000, metadata=example("Weekly sync, room 2"))
+    start_date = UtcDateTime(metadata=example("2024-01-16T10:00:00Z"))
+    end_date = UtcDateTime(metadata=example("2024-01-16T11:00:00Z"))
 
     @validates_schema
     def dates_in_order(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -28,14 +28,18 @@ class NotificationPageSchema(Schema):
 
 
 class MarkReadSchema(Schema):
-    read = StrictBoolean(required=True)
+    read = StrictBoolean(required=True, metadata={"example": True})
 
 
 class SendMessageSchema(Schema):
     user_id = fields.UUID()
-    user_ids = fields.List(fields.UUID(), validate=validate.Length(min=1, max=100))
-    message = Text(required=True, max_length=10_000)
-    data = JsonObject(load_default=dict)
+    user_ids = fields.List(
+        fields.UUID(),
+        validate=validate.Length(min=1, max=100),
+        metadata={"example": ["0b7e7dd2-6d6a-4c1e-9a44-6f7f1b1d7a10"]},
+    )
+    message = Text(required=True, max_length=10_000, metadata={"example": "Lunch at noon?"})
+    data = JsonObject(load_default=dict, metadata={"example": {"room": "4.02"}})
 
     @validates_schema
     def one_target(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from ..fields import EmailAddress, Text, UtcDateTime
+from ..fields import EmailAddress, Text, UtcDateTime, example
 
 
 class UserSchema(Schema):
@@ -20,21 +20,21 @@ class NewUserSchema(UserSchema):
 
 
 class CreateUserSchema(Schema):
-    name = Text(required=True, max_length=200, single_line=True)
-    email = EmailAddress(required=True)
-    password = Text(min_length=8, max_length=1024)
+    name = Text(required=True, max_length=200, single_line=True, metadata=example("Ada Lovelace"))
+    email = EmailAddress(required=True, metadata=example("ada@example.com"))
+    password = Text(min_length=8, max_length=1024, metadata=example("a long passphrase"))
 
 
 class UpdateUserSchema(Schema):
-    name = Text(max_length=200, single_line=True)
-    email = EmailAddress()
-    password = Text(min_length=8, max_length=1024)
+    name = Text(max_length=200, single_line=True, metadata=example("Ada King"))
+    email = EmailAddress(metadata=example("ada.king@example.com"))
+    password = Text(min_length=8, max_length=1024, metadata=example("a new long passphrase"))
 
 
 class LoginSchema(Schema):
     # Not validated as an email: a malformed one simply matches no user (the same 401).
-    email = Text(required=True, max_length=320)
-    password = Text(required=True, max_length=1024)
+    email = Text(required=True, max_length=320, metadata=example("ada@example.com"))
+    password = Text(required=True, max_length=1024, metadata=example("a long passphrase"))
 
 
 class TokenSchema(Schema):
