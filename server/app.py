@@ -142,12 +142,30 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
-async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Redis, the stream registry, the broker that feeds it and the publisher, built together:
+    the registry asks the broker for channels, the broker hands the registry their news."""
     settings = app[keys.settings_key]
     assert settings.redis_url, "create_app needs REDIS_URL (run.py embeds one if unset)"
     client = connect(settings.redis_url)
     log.info("redis: %s (channel prefix %r)", redact_url(settings.redis_url), settings.redis_prefix)
-    registry = app[keys.streams_key]
+
+    async def subscribe(channel: str) -> None:
+        await broker.subscribe(channel)
+
+    async def unsubscribe(channel: str) -> None:
+        await broker.unsubscribe(channel)
+
+    registry = app[keys.streams_key] = StreamRegistry(
+        settings,
+        app[keys.metrics_key],
+        subscribe,
+        unsubscribe,
+        cap=sse_capacity(settings),
+        # Every process serves the feed: its channel stays subscribed, streams or not.
+        pinned={FEED_CHANNEL},
+        catch_up=lambda: catch_up_all(app),
+    )
     broker = Broker(client, settings.redis_prefix, registry.deliver, lambda: catch_up_all(app))
     publisher = Publisher(client, settings.redis_prefix)
     app[keys.redis_key] = client
@@ -210,7 +228,9 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def close_streams(app: web.Application) -> None:
-    app[keys.streams_key].close_all()
+    registry = app.get(keys.streams_key)
+    if registry is not None:  # None when startup failed before the fan-out existed
+        registry.close_all()
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -225,25 +245,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.settings_key] = settings
     app[keys.passwords_key] = Passwords()
-    metrics = app[keys.metrics_key] = Metrics()
-
-    async def subscribe(channel: str) -> None:
-        await app[keys.broker_key].subscribe(channel)
-
-    async def unsubscribe(channel: str) -> None:
-        await app[keys.broker_key].unsubscribe(channel)
-
-    app[keys.streams_key] = StreamRegistry(
-        settings,
-        metrics,
-        subscribe,
-        unsubscribe,
-        cap=sse_capacity(settings),
-        # Every process serves the feed: its channel stays subscribed, streams or not.
-        pinned={FEED_CHANNEL},
-        catch_up=lambda: catch_up_all(app),
-    )
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, background_ctx])
+    app[keys.metrics_key] = Metrics()
+    app.cleanup_ctx.extend([database_ctx, fanout_ctx, background_ctx])
     app.on_startup.append(openapi.build_spec_on_startup)
     app.on_shutdown.append(close_streams)
     app.on_response_prepare.append(add_request_id)

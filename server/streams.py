@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,7 +47,16 @@ log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500  # rows per PostgreSQL read while catching up (the byte bound may cut it short)
 MAX_ID = 2**63 - 1
-MAX_ID_DIGITS = len(str(MAX_ID))
+UNUSABLE_ID = -1  # a Last-Event-ID that is not an id: the stream starts with a reset
+
+
+class Refused(Exception):
+    """The stream cannot be served now (``reason``: cap, stopping, database)."""
+
+    def __init__(self, reason: str, why: str) -> None:
+        super().__init__(why)
+        self.reason = reason
+        self.why = why
 
 
 @dataclass(frozen=True)
@@ -350,18 +358,17 @@ class StreamRegistry:
         request: web.Request,
         channel: str,
         source: Source,
+        requested: int | None,
         token_hash: bytes | None = None,
     ) -> web.StreamResponse:
-        """Run one SSE connection from its first byte to its end."""
+        """Run one SSE connection from its first byte to its end.
+
+        ``requested``: the client's last id (None: live only; UNUSABLE_ID: not an id). Raises
+        Refused, before anything is sent, when the stream cannot be served now."""
         if self.stopping:
-            return self.refuse(request, source.kind, "stopping", "this server is shutting down")
+            raise Refused("stopping", "this server is shutting down")
         if self.count >= self.cap:
-            return self.refuse(
-                request, source.kind, "cap", f"this server holds its maximum of {self.cap} streams"
-            )
-        requested = request.headers.get("Last-Event-ID")
-        if requested is None:
-            requested = request.query.get("last_event_id")
+            raise Refused("cap", f"this server holds its maximum of {self.cap} streams")
         settings = self.settings
         response = EventSourceResponse(
             sep="\n",
@@ -390,9 +397,9 @@ class StreamRegistry:
                 if not is_unavailable(exc):
                     raise
                 log.warning("sse %s refused: database unavailable (%r)", channel, exc)
-                return self.refuse(request, source.kind, "database", "the database is unreachable")
+                raise Refused("database", "the database is unreachable") from None
             if self.stopping:  # SIGTERM came while this stream was subscribing
-                return self.refuse(request, source.kind, "stopping", "this server is shutting down")
+                raise Refused("stopping", "this server is shutting down")
             await response.prepare(request)
             request[keys.streaming_key] = True
             self._responses.add(response)
@@ -420,39 +427,17 @@ class StreamRegistry:
             await self._leave(stream)
         return response
 
-    def refuse(self, request: web.Request, kind: str, reason: str, why: str) -> web.Response:
-        """A stream that cannot be served now: 200 with a ``retry:`` delay (with jitter), a
-        comment saying why, and the end. Every EventSource then reconnects by itself with its
-        Last-Event-ID, whereas any other status makes a browser give up for good."""
-        self.metrics.rejected.labels(kind, reason).inc()
-        retry_ms = self.settings.sse_retry_ms
-        delay = retry_ms + random.randrange(retry_ms + 1)
-        return web.Response(
-            body=f"retry: {delay}\n: {why}; reconnect in {delay} ms\n\n".encode(),
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            },
-        )
-
     async def _start_position(
-        self, stream: Stream, source: Source, requested: str | None
+        self, stream: Stream, source: Source, requested: int | None
     ) -> bytes | None:
         """Set where the stream starts; the reset frame to send first, if the id is unusable."""
         bounds = await source.bounds()
         if requested is None:
             stream.last_sent = bounds.newest  # live messages only
             return None
-        valid = (
-            requested.isascii()
-            and requested.isdigit()
-            and len(requested) <= MAX_ID_DIGITS  # thousands of digits: not an id, and slow
-            and int(requested) <= bounds.newest
-        )
         oldest = bounds.oldest if bounds.oldest is not None else bounds.newest + 1
-        if valid and int(requested) >= oldest - 1:
-            stream.last_sent = int(requested)
+        if oldest - 1 <= requested <= bounds.newest:
+            stream.last_sent = requested
             return None
         stream.last_sent = bounds.newest
         reset = orjson.dumps({"last_event_id": bounds.newest}).decode()

@@ -15,6 +15,7 @@ from ..errors import ApiError, validation_error
 from ..http import decode_cursor, json_response, page_limit, page_of, path_uuid, read_body
 from ..openapi import endpoint
 from ..policy import Action, enforce, user_decision
+from ..sse import serve_stream
 from ..streams import MAX_ID
 from ..users.repository import UsersRepository
 from ..wire import user_channel
@@ -59,8 +60,7 @@ async def _self_only(request: web.Request, action: Action) -> uuid.UUID:
 async def user_stream(request: web.Request) -> web.StreamResponse:
     user_id = await _self_only(request, Action.OPEN_STREAM)
     source = NotificationSource(request.app[keys.db_key], user_id)
-    registry = request.app[keys.streams_key]
-    return await registry.serve(
+    return await serve_stream(
         request, user_channel(user_id), source, token_hash=caller(request).token_hash
     )
 

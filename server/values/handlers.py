@@ -14,6 +14,7 @@ from ..errors import ApiError
 from ..fields import Text
 from ..http import decode_cursor, json_response, page_limit, page_of, read_body, rfc3339
 from ..openapi import endpoint
+from ..sse import serve_stream
 from ..streams import MAX_ID
 from ..wire import FEED_CHANNEL
 from .repository import FeedSource, ValuesRepository
@@ -77,8 +78,7 @@ async def add_value(request: web.Request) -> web.Response:
 )
 async def feed_events(request: web.Request) -> web.StreamResponse:
     """The live feed over SSE: `id: <value id>` and `data: <value>` per value."""
-    registry = request.app[keys.streams_key]
-    return await registry.serve(request, FEED_CHANNEL, FeedSource(request.app[keys.db_key]))
+    return await serve_stream(request, FEED_CHANNEL, FeedSource(request.app[keys.db_key]))
 
 
 @endpoint(
