@@ -29,6 +29,7 @@ from .openapi import endpoint
 from .retention import run_periodically
 from .settings import Settings
 from .sql import Queries
+from .sse import refusal_middleware
 from .streams import StreamRegistry
 from .users import handlers as users
 from .values import handlers as values
@@ -240,7 +241,7 @@ async def add_request_id(request: web.Request, response: web.StreamResponse) -> 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_middleware],
+        middlewares=[observe_middleware, error_middleware, refusal_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.settings_key] = settings

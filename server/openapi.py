@@ -34,7 +34,9 @@ class Endpoint:
     responses: Mapping[int, type[Schema] | None] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     query: Mapping[str, str] = field(default_factory=dict)  # name -> description
-    stream: bool = False  # a text/event-stream; takes ?access_token= when not public
+    # A text/event-stream: its kind ("feed", "user") labels its metrics; takes ?access_token=
+    # when not public.
+    stream: str | None = None
     description: str = ""
 
 

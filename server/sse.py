@@ -13,6 +13,9 @@ import random
 from aiohttp import web
 
 from . import keys
+from .db import is_unavailable
+from .errors import Handler
+from .openapi import endpoint_of
 from .settings import Settings
 from .streams import MAX_ID, UNUSABLE_ID, Refused, Source
 
@@ -60,3 +63,18 @@ async def serve_stream(
         return await registry.serve(request, channel, source, last_event_id(request), token_hash)
     except Refused as refused:
         return refuse(request, source.kind, refused.reason, refused.why)
+
+
+@web.middleware
+async def refusal_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On the SSE routes, PostgreSQL unreachable before the stream starts (checking the token,
+    the path's user) is a refusal with a retry, not a 503 that an EventSource never retries."""
+    info = endpoint_of(request.match_info.handler)
+    if info is None or not info.stream:
+        return await handler(request)
+    try:
+        return await handler(request)
+    except Exception as exc:
+        if not is_unavailable(exc) or keys.streaming_key in request:
+            raise
+        return refuse(request, info.stream, "database", "the database is unreachable")

@@ -318,6 +318,7 @@ async def test_a_stream_opened_while_postgres_is_unreachable_is_told_to_retry(
     proxy = await TcpProxy(postgres_address(database_url)).start()
     try:
         client = await make_client(database_url=proxied_url(proxy, database_url))
+        bob = await register(client)
         await proxy.cut()
         response = await client.get("/events/", headers={"Last-Event-ID": "0"})
         assert response.status == 200
@@ -325,6 +326,15 @@ async def test_a_stream_opened_while_postgres_is_unreachable_is_told_to_retry(
         assert body.startswith("retry: ") and "database" in body
         labels = 'reason="database",stream="feed"'
         assert await metric(client, "sse_connections_rejected_total", labels) == 1
+        # A user stream cannot even have its token checked: told to retry all the same.
+        response = await client.get(f"/sse/{bob['id']}", headers=bob["headers"])
+        assert response.status == 200
+        body = await asyncio.wait_for(response.text(), timeout=10)
+        assert body.startswith("retry: ") and "database" in body
+        labels = 'reason="database",stream="user"'
+        assert await metric(client, "sse_connections_rejected_total", labels) == 1
+        # Other routes still answer 503 with Retry-After.
+        assert (await client.get(f"/users/{bob['id']}", headers=bob["headers"])).status == 503
     finally:
         await proxy.close()
 

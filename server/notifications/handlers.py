@@ -47,7 +47,7 @@ async def _self_only(request: web.Request, action: Action) -> uuid.UUID:
     summary="Your notifications, live (SSE): `id: <seq>`, `event: <type>`, "
     "`data: <notification JSON>`",
     tag="notifications",
-    stream=True,
+    stream="user",
     responses={200: None},
     errors=(403, 404),
     query={

@@ -70,7 +70,7 @@ async def add_value(request: web.Request) -> web.Response:
     summary="The live value feed (SSE): `id: <value id>`, `data: <value>`",
     tag="value feed",
     public=True,
-    stream=True,
+    stream="feed",
     responses={200: None},
     query={"last_event_id": "resume after this id (the Last-Event-ID header wins)"},
     description="Resume with Last-Event-ID: every value after it, then live ones. An "
