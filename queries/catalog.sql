@@ -1,4 +1,4 @@
--- name: list_index_names
+-- name: list_index_names :many
 -- Every index of the public schema, so check-sql can verify that the indexes the other
 -- statements' comments name exist. Reads pg_class (a catalog lookup, no user table).
 SELECT c.relname AS name
@@ -6,7 +6,7 @@ FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE c.relkind = 'i' AND n.nspname = 'public';
 
--- name: list_schema_columns
+-- name: list_schema_columns :many
 -- `run.py schema` (migrations/schema.sql): every column of every table in the public schema,
 -- in table then column order, with its type, NOT NULL and default. Catalog scan of
 -- pg_attribute through pg_attribute_relid_attnum_index; small, run by hand and in one test.
@@ -23,7 +23,7 @@ LEFT JOIN pg_attrdef AS d ON d.adrelid = c.oid AND d.adnum = a.attnum
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
 ORDER BY c.relname, a.attnum;
 
--- name: list_schema_constraints
+-- name: list_schema_constraints :many
 -- `run.py schema`: every primary key, unique, foreign key, check and exclusion constraint of
 -- the public schema by table and name, as PostgreSQL prints it (NOT NULL, which PostgreSQL 18
 -- also lists here, is already in the columns). Catalog scan of pg_constraint.
@@ -37,7 +37,7 @@ JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE n.nspname = 'public' AND con.contype IN ('p', 'u', 'f', 'c', 'x')
 ORDER BY c.relname, con.conname;
 
--- name: list_schema_indexes
+-- name: list_schema_indexes :many
 -- `run.py schema`: every index of the public schema that no constraint owns, by name, as
 -- PostgreSQL prints it. Catalog scan of pg_index.
 SELECT
@@ -50,7 +50,7 @@ WHERE n.nspname = 'public'
     AND NOT EXISTS (SELECT 1 FROM pg_constraint AS con WHERE con.conindid = i.indexrelid)
 ORDER BY ic.relname;
 
--- name: list_schema_routines
+-- name: list_schema_routines :many
 -- `run.py schema`: every view, function, trigger and sequence of the public schema, as
 -- PostgreSQL prints it, so a migration that adds one is seen in schema.sql too. Catalog scans.
 SELECT kind, name, definition

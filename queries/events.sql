@@ -1,16 +1,16 @@
--- name: insert_event
+-- name: insert_event :one
 -- Creates an event owned by the caller (POST /events).
 INSERT INTO events (user_id, title, description, start_date, end_date)
 VALUES (:user_id, :title, :description, :start_date, :end_date)
 RETURNING id, user_id, title, description, start_date, end_date, created_at, updated_at;
 
--- name: get_event_by_id
+-- name: get_event_by_id :one
 -- One event by id, for reads and access checks. Primary key events_pkey.
 SELECT id, user_id, title, description, start_date, end_date, created_at, updated_at
 FROM events
 WHERE id = :event_id;
 
--- name: update_event
+-- name: update_event :one
 -- Partial update (PUT /events/{id}): NULL keeps a column. The dates CHECK is the last line
 -- behind the API's own check. events_pkey.
 UPDATE events
@@ -22,12 +22,12 @@ SET title = coalesce(:title, title),
 WHERE id = :event_id
 RETURNING id, user_id, title, description, start_date, end_date, created_at, updated_at;
 
--- name: delete_event
+-- name: delete_event :exec
 -- Deletes an event and, through foreign keys, everything under it. events_pkey.
 DELETE FROM events
 WHERE id = :event_id;
 
--- name: list_events_by_owner
+-- name: list_events_by_owner :many
 -- One page of a user's own events (GET /users/{id}/events), by (start_date, id) after the
 -- cursor; pass after_start NULL for the first page. events_user_id_start_date_idx.
 SELECT id, user_id, title, description, start_date, end_date, created_at, updated_at

@@ -1,3 +1,3 @@
--- name: ping
+-- name: ping :value
 -- Liveness probe for GET /health: one round trip, touches no table.
 SELECT 1;

@@ -1,4 +1,4 @@
--- name: insert_notifications
+-- name: insert_notifications :many
 -- The one way to notify: bumps each recipient's counter (rows locked in user_id order, so
 -- transactions notifying overlapping users never deadlock) and inserts one notification per
 -- recipient with that user's next seq, in the caller's transaction. The counter row lock is
@@ -17,7 +17,7 @@ SELECT bumped.user_id, bumped.last_seq, :type, :data::jsonb
 FROM bumped
 RETURNING id, user_id, seq, type, data, read_at, created_at;
 
--- name: list_notifications_after
+-- name: list_notifications_after :many
 -- SSE replay: one user's notifications after a seq, oldest first, at most :max_rows and only
 -- as many as fit in :max_bytes of data (always at least the first).
 -- Range scan on notifications_user_id_seq_key; the running sum is over those rows only.
@@ -38,7 +38,7 @@ FROM (
 WHERE running - size < :max_bytes
 ORDER BY seq;
 
--- name: list_notifications_after_many
+-- name: list_notifications_after_many :many
 -- The stream watch, while live news may be missing (Redis unreachable, a reconnect): for each
 -- connected user, the notifications after the seq its streams stand at, at most :max_rows per
 -- user; one statement for every user of the process. One range probe per user on
@@ -54,7 +54,7 @@ CROSS JOIN LATERAL (
 ) AS n
 ORDER BY n.user_id, n.seq;
 
--- name: get_notification_bounds
+-- name: get_notification_bounds :one
 -- The oldest seq still kept and the newest committed one for a user, to tell a resumable
 -- Last-Event-ID from one that needs a reset. notifications_user_id_seq_key (one end) and
 -- notification_counters_pkey.
@@ -64,7 +64,7 @@ SELECT
         (SELECT last_seq FROM notification_counters WHERE user_id = :user_id), 0
     ) AS newest_seq;
 
--- name: list_notifications
+-- name: list_notifications :many
 -- GET /notifications/{user_id}: one page, newest first, keyset on seq.
 -- Backward range scan on notifications_user_id_seq_key.
 SELECT id, user_id, seq, type, data, read_at, created_at
@@ -73,7 +73,7 @@ WHERE user_id = :user_id AND seq < :before_seq
 ORDER BY seq DESC
 LIMIT :max_rows;
 
--- name: list_unread_notifications
+-- name: list_unread_notifications :many
 -- GET /notifications/{user_id}?unread=true: one page of unread ones, newest first.
 -- Backward range scan on the partial index notifications_unread_idx.
 SELECT id, user_id, seq, type, data, read_at, created_at
@@ -82,32 +82,32 @@ WHERE user_id = :user_id AND seq < :before_seq AND read_at IS NULL
 ORDER BY seq DESC
 LIMIT :max_rows;
 
--- name: count_unread_notifications
+-- name: count_unread_notifications :value
 -- unread_count: counts one user's entries in the partial index notifications_unread_idx.
 SELECT count(*)
 FROM notifications
 WHERE user_id = :user_id AND read_at IS NULL;
 
--- name: get_notification_by_id
+-- name: get_notification_by_id :one
 -- One notification, for PATCH and its access check. notifications_pkey.
 SELECT id, user_id, seq, type, data, read_at, created_at
 FROM notifications
 WHERE id = :notification_id;
 
--- name: set_notification_read
+-- name: set_notification_read :one
 -- Marks read (keeping the first read_at) or unread. notifications_pkey.
 UPDATE notifications
 SET read_at = CASE WHEN :is_read THEN coalesce(read_at, now()) ELSE NULL END
 WHERE id = :notification_id
 RETURNING id, user_id, seq, type, data, read_at, created_at;
 
--- name: find_existing_users
+-- name: find_existing_users :value
 -- How many of these ids are users (send-message refuses unknown ones). users_pkey probes.
 SELECT array_agg(id) AS found
 FROM users
 WHERE id = any(:user_ids::uuid[]);
 
--- name: prune_notifications
+-- name: prune_notifications :exec
 -- Retention, per user by seq: deletes up to :batch_size notifications created before :cutoff,
 -- oldest first, but only those below the user's first notification created at or after
 -- :cutoff. created_at is when a transaction started and seq follows commit order, so they

@@ -1,23 +1,23 @@
--- name: insert_user
+-- name: insert_user :one
 -- Registers a user (POST /users). A duplicate email, in any case, fails on users_email_key.
 INSERT INTO users (name, email, password_hash)
 VALUES (:name, :email, :password_hash)
 RETURNING id, name, email, created_at, updated_at;
 
--- name: get_user_by_id
+-- name: get_user_by_id :one
 -- One user by id (GET /users/{id}, and every access check). Primary key users_pkey.
 SELECT id, name, email, created_at, updated_at
 FROM users
 WHERE id = :user_id;
 
--- name: get_login_by_email
+-- name: get_login_by_email :one
 -- The password hash of the user with this email, any case (POST /auth/token).
 -- Served by users_email_key (lower(email)).
 SELECT id, name, email, password_hash, created_at, updated_at
 FROM users
 WHERE lower(email) = lower(:email);
 
--- name: update_user
+-- name: update_user :one
 -- Partial update (PUT /users/{id}): a NULL argument keeps the column as it is; set_password
 -- tells a new hash from "keep". users_pkey; an email taken by another user fails on
 -- users_email_key.
@@ -29,17 +29,17 @@ SET name = coalesce(:name, name),
 WHERE id = :user_id
 RETURNING id, name, email, created_at, updated_at;
 
--- name: delete_user
+-- name: delete_user :exec
 -- Deletes a user; tokens and owned events go with it (ON DELETE CASCADE). users_pkey.
 DELETE FROM users
 WHERE id = :user_id;
 
--- name: insert_token
+-- name: insert_token :exec
 -- Stores a new API token's SHA-256 digest for a user (registration). auth_tokens_pkey.
 INSERT INTO auth_tokens (token_hash, user_id)
 VALUES (:token_hash, :user_id);
 
--- name: insert_login_token
+-- name: insert_login_token :one
 -- A login's new token, stored only if the user still exists with the password hash that the
 -- login verified; returns no row otherwise (a password change or DELETE /users won the race).
 -- FOR SHARE makes a concurrent change of the user row wait for this insert to commit (so its
@@ -52,7 +52,7 @@ WHERE u.id = :user_id AND u.password_hash = :password_hash
 FOR SHARE OF u
 RETURNING user_id;
 
--- name: get_user_by_token
+-- name: get_user_by_token :one
 -- Authentication on every request: the user a token digest belongs to.
 -- auth_tokens_pkey, then users_pkey: two index probes.
 SELECT u.id, u.name, u.email, u.created_at, u.updated_at
@@ -60,25 +60,25 @@ FROM auth_tokens AS t
 JOIN users AS u ON u.id = t.user_id
 WHERE t.token_hash = :token_hash;
 
--- name: delete_token
+-- name: delete_token :exec
 -- Revokes one token (DELETE /auth/token). auth_tokens_pkey.
 DELETE FROM auth_tokens
 WHERE token_hash = :token_hash;
 
--- name: delete_other_tokens
+-- name: delete_other_tokens :many
 -- Revokes every token of a user but the one in use (a new password). auth_tokens_user_id_idx.
 DELETE FROM auth_tokens
 WHERE user_id = :user_id AND token_hash <> :keep_token_hash
 RETURNING token_hash;
 
--- name: list_token_hashes
+-- name: list_token_hashes :many
 -- Every token digest of a user, to close their open streams when the user is deleted.
 -- auth_tokens_user_id_idx.
 SELECT token_hash
 FROM auth_tokens
 WHERE user_id = :user_id;
 
--- name: find_valid_token_hashes
+-- name: find_valid_token_hashes :value
 -- The stream watch, every heartbeat interval: which of the tokens behind this process's open
 -- streams still exist (a revoked token or a deleted user's is gone), whatever Redis delivered
 -- of the revocation news. One statement for every stream of the process; auth_tokens_pkey

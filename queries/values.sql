@@ -1,4 +1,4 @@
--- name: insert_values
+-- name: insert_values :many
 -- Appends a batch of values (POST /add-value/, group commit) with gapless ids in commit order:
 -- bumps the one feed_counter row by the batch size and numbers the batch from the old value.
 -- The counter's row lock is held until COMMIT, so a later batch can never commit a lower id.
@@ -14,7 +14,7 @@ SELECT bumped.base + v.ord, v.value
 FROM bumped, unnest(:values::text[]) WITH ORDINALITY AS v(value, ord)
 RETURNING id, created_at;
 
--- name: list_values_after
+-- name: list_values_after :many
 -- Replay for GET /events/ and the stream watch: the values after an id, oldest first, at most
 -- :max_rows of them and only as many as fit in :max_bytes of value text (always at least the
 -- first), so a page held for a client that does not read stays small.
@@ -33,7 +33,7 @@ FROM (
 WHERE running - octet_length(value) < :max_bytes
 ORDER BY id;
 
--- name: list_values_before
+-- name: list_values_before :many
 -- One page of GET /values, newest first, keyset on id (never OFFSET).
 -- Backward range scan on feed_values_pkey.
 SELECT id, value, created_at
@@ -42,14 +42,14 @@ WHERE id < :before_id
 ORDER BY id DESC
 LIMIT :max_rows;
 
--- name: get_feed_bounds
+-- name: get_feed_bounds :one
 -- The oldest kept and the newest committed value id, to tell a resumable Last-Event-ID from one
 -- that needs a reset. min(id) reads one end of feed_values_pkey; the counter is one row.
 SELECT
     (SELECT min(id) FROM feed_values) AS oldest_id,
     (SELECT last_id FROM feed_counter WHERE singleton) AS newest_id;
 
--- name: prune_values
+-- name: prune_values :exec
 -- Retention: deletes the oldest values by id, up to (not including) the first one created at
 -- or after :cutoff, at most :batch_size per call. created_at is when a transaction started and
 -- ids follow commit order, so they can disagree; cutting by id keeps the kept ids one

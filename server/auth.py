@@ -82,7 +82,7 @@ async def authenticate(db: Runner, token: str) -> Caller | None:
     if len(token) > 256:
         return None
     digest = token_digest(token)
-    row = await db.fetchrow("users.get_user_by_token", token_hash=digest)
+    row = await db.one("users.get_user_by_token", token_hash=digest)
     return Caller(row["id"], digest) if row else None
 
 
@@ -114,7 +114,7 @@ def caller_gone() -> ApiError:
 
 async def still_authenticated(request: web.Request) -> bool:
     """Whether the caller's token is still valid (not revoked, its user not deleted)."""
-    row = await request.app[keys.db_key].fetchrow(
+    row = await request.app[keys.db_key].one(
         "users.get_user_by_token", token_hash=caller(request).token_hash
     )
     return row is not None

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -25,12 +24,11 @@ from .logs import setup_logging
 from .migrations import MIGRATIONS_DIR, MigrationError, migrate
 from .schema import dump_schema
 from .settings import Settings, SettingsError
-from .sql import QUERIES_DIR, Queries, QueryFileError
+from .sql import QUERIES_DIR, Queries, QueryFileError, check_queries
 
 log = logging.getLogger("server")
 
 # Index names as the comments in queries/ write them: users_pkey, users_email_key, *_idx.
-_INDEX_NAME = re.compile(r"\b[a-z][a-z0-9_]*_(?:pkey|key|idx)\b")
 RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
 
 
@@ -89,41 +87,17 @@ async def check_sql(settings: Settings, queries_dir: Path, migrations_dir: Path)
         print(f"check-sql: {exc}")
         return 1
     conn = await _connect(settings)
-    failures = 0
     try:
         await migrate(conn, Queries(), migrations_dir, progress=lambda _: None)
-        catalog = Queries()["catalog.list_index_names"]
-        indexes = {r["name"] for r in await conn.fetch(catalog.sql)}
-        for i, name in enumerate(sorted(queries), 1):
-            query = queries[name]
-            try:
-                statement = await conn.prepare(query.sql)
-            except asyncpg.PostgresError as exc:
-                failures += 1
-                print(
-                    f"check-sql: [{i}/{len(queries)}] FAIL {name} ({query.path}): "
-                    f"{type(exc).__name__}: {exc}"
-                )
-                continue
-            params = ", ".join(
-                f":{p} {t.name}"
-                for p, t in zip(query.params, statement.get_parameters(), strict=False)
-            )
-            columns = ", ".join(f"{a.name} {a.type.name}" for a in statement.get_attributes())
-            named = set(_INDEX_NAME.findall(query.doc))
-            if named - indexes:
-                failures += 1
-                print(
-                    f"check-sql: [{i}/{len(queries)}] FAIL {name} ({query.path}): its comment "
-                    f"names indexes that do not exist: {', '.join(sorted(named - indexes))}"
-                )
-                continue
-            print(
-                f"check-sql: [{i}/{len(queries)}] ok {name}({params})"
-                + (f" -> {columns}" if columns else "")
-            )
+        indexes = {
+            r["name"] for r in await Runner(conn, Queries()).many("catalog.list_index_names")
+        }
+        lines = await check_queries(conn, queries, indexes)
     finally:
         await conn.close()
+    for line in lines:
+        print(f"check-sql: {line}")
+    failures = sum(" FAIL " in line for line in lines)
     print(f"check-sql: {len(queries) - failures} ok, {failures} failed")
     return 1 if failures else 0
 

@@ -69,27 +69,44 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 class Runner:
-    """Runs named statements from queries/ on a pool or on one connection."""
+    """Runs named statements from queries/ on a pool or on one connection, each as its name's
+    kind says (sql.py): the only place that knows asyncpg's fetch calls."""
 
     def __init__(self, target: asyncpg.Pool | asyncpg.Connection, queries: Queries) -> None:
         self._target = target
         self.queries = queries
 
-    async def fetch(self, name: str, /, **params: Any) -> list[asyncpg.Record]:
+    def _query(self, name: str, kind: str, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
         query = self.queries[name]
-        return await self._target.fetch(query.sql, *query.args(params))
+        if query.kind != kind:
+            raise TypeError(f"{name} is :{query.kind}, not :{kind}")
+        return query.sql, query.args(params)
 
-    async def fetchrow(self, name: str, /, **params: Any) -> asyncpg.Record | None:
-        query = self.queries[name]
-        return await self._target.fetchrow(query.sql, *query.args(params))
+    async def run(self, name: str, /, **params: Any) -> Any:
+        """Run a statement and return what its kind says it returns."""
+        return await getattr(self, _BY_KIND[self.queries[name].kind])(name, **params)
 
-    async def fetchval(self, name: str, /, **params: Any) -> Any:
-        query = self.queries[name]
-        return await self._target.fetchval(query.sql, *query.args(params))
+    async def one(self, name: str, /, **params: Any) -> asyncpg.Record | None:
+        sql, args = self._query(name, "one", params)
+        return await self._target.fetchrow(sql, *args)
 
-    async def execute(self, name: str, /, **params: Any) -> str:
-        query = self.queries[name]
-        return await self._target.execute(query.sql, *query.args(params))
+    async def many(self, name: str, /, **params: Any) -> list[asyncpg.Record]:
+        sql, args = self._query(name, "many", params)
+        return await self._target.fetch(sql, *args)
+
+    async def value(self, name: str, /, **params: Any) -> Any:
+        sql, args = self._query(name, "value", params)
+        return await self._target.fetchval(sql, *args)
+
+    async def execute(self, name: str, /, **params: Any) -> int:
+        """How many rows the statement changed."""
+        sql, args = self._query(name, "exec", params)
+        status = await self._target.execute(sql, *args)
+        last = status.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+
+_BY_KIND = {"one": "one", "many": "many", "value": "value", "exec": "execute"}
 
 
 class Database(Runner):

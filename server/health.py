@@ -18,7 +18,7 @@ CHECK_TIMEOUT = 2.0
 async def _check_database(request: web.Request) -> str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
-            await request.app[keys.db_key].fetchval("health.ping")
+            await request.app[keys.db_key].value("health.ping")
     except Exception as exc:
         log.warning("health: database check failed (%s)", type(exc).__name__)
         return "unavailable"

@@ -77,10 +77,10 @@ async def migrate(
     say = progress or log.info
     migrations = load_migrations(directory)
     db = Runner(conn, queries)
-    await db.fetchval("migrations.lock_migrations", lock_key=LOCK_KEY)
+    await db.value("migrations.lock_migrations", lock_key=LOCK_KEY)
     try:
         await db.execute("migrations.create_migrations_table")
-        applied = {r["version"]: r for r in await db.fetch("migrations.list_applied_migrations")}
+        applied = {r["version"]: r for r in await db.many("migrations.list_applied_migrations")}
         known = {m.version: m for m in migrations}
         for version, row in applied.items():
             migration = known.get(version)
@@ -114,4 +114,4 @@ async def migrate(
             say(f"migrate: [{i}/{len(pending)}] applied {migration.filename} in {elapsed:.0f} ms")
         return pending
     finally:
-        await db.fetchval("migrations.unlock_migrations", lock_key=LOCK_KEY)
+        await db.value("migrations.unlock_migrations", lock_key=LOCK_KEY)

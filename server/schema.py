@@ -21,10 +21,10 @@ HEADER = """\
 
 
 async def dump_schema(db: Runner) -> str:
-    columns = await db.fetch("catalog.list_schema_columns")
-    constraints = await db.fetch("catalog.list_schema_constraints")
-    indexes = await db.fetch("catalog.list_schema_indexes")
-    routines = await db.fetch("catalog.list_schema_routines")
+    columns = await db.many("catalog.list_schema_columns")
+    constraints = await db.many("catalog.list_schema_constraints")
+    indexes = await db.many("catalog.list_schema_indexes")
+    routines = await db.many("catalog.list_schema_routines")
 
     by_table: defaultdict[str, list[str]] = defaultdict(list)
     for c in columns:

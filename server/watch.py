@@ -149,7 +149,7 @@ class StreamWatch:
         digests = self.registry.token_hashes()
         if not digests:
             return
-        valid = await self.db.fetchval("users.find_valid_token_hashes", token_hashes=digests)
+        valid = await self.db.value("users.find_valid_token_hashes", token_hashes=digests)
         gone = set(digests) - set(valid or ())
         if gone:
             log.info("stream watch: %d revoked tokens still had open streams", len(gone))

@@ -21,7 +21,7 @@ def write(tmp_path: Path, text: str, name: str = "things.sql") -> Path:
 def test_named_parameters_become_positional_in_order_of_first_use(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "-- name: find_things\n"
+        "-- name: find_things :many\n"
         "-- Finds things; served by things_pkey.\n"
         "SELECT id::text, ':not_a_param' AS s, \"odd:name\" FROM things\n"
         "WHERE owner = :owner AND id > :after -- :neither\n"
@@ -36,13 +36,14 @@ def test_named_parameters_become_positional_in_order_of_first_use(tmp_path: Path
     assert "id::text" in query.sql and "':not_a_param'" in query.sql
     assert query.sql.startswith("/* queries/things.sql:find_things */\n")
     assert query.doc == "Finds things; served by things_pkey."
+    assert query.kind == "many"
     assert query.args({"after": 5, "owner": "me"}) == ("me", 5)
     with pytest.raises(TypeError, match="missing parameters"):
         query.args({"owner": "me"})
 
 
 def test_a_statement_without_a_comment_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, "-- name: bare\nSELECT 1;\n")
+    path = write(tmp_path, "-- name: bare :value\nSELECT 1;\n")
     with pytest.raises(QueryFileError, match="needs a comment"):
         parse_file(path)
 
@@ -83,7 +84,7 @@ async def test_check_sql_passes_on_the_shipped_queries(database_url: str) -> Non
 async def test_check_sql_fails_on_a_broken_query(database_url: str, tmp_path: Path) -> None:
     code, output = await check_sql_with(
         database_url, tmp_path, "broken.sql",
-        "-- name: list_ghosts\n-- Reads a column that does not exist.\n"
+        "-- name: list_ghosts :many\n-- Reads a column that does not exist.\n"
         "SELECT id, no_such_column FROM feed_values WHERE id > :after_id;\n",
     )  # fmt: skip
     assert code == 1, output
@@ -97,9 +98,48 @@ async def test_check_sql_fails_when_a_comment_names_a_missing_index(
 ) -> None:
     code, output = await check_sql_with(
         database_url, tmp_path, "stale.sql",
-        "-- name: newest_values\n-- Newest first; served by feed_values_created_at_idx.\n"
+        "-- name: newest_values :many\n-- Newest first; served by feed_values_created_at_idx.\n"
         "SELECT id FROM feed_values ORDER BY created_at DESC LIMIT :max_rows;\n",
     )  # fmt: skip
     assert code == 1, output
     assert "FAIL stale.newest_values" in output
     assert "feed_values_created_at_idx" in output
+
+
+def test_a_statement_must_say_what_it_returns(tmp_path: Path) -> None:
+    path = write(tmp_path, "-- name: vague\n-- Returns something.\nSELECT 1;\n")
+    with pytest.raises(QueryFileError, match="must say what it returns"):
+        parse_file(path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "sql", "complaint"),
+    [
+        ("exec", "UPDATE feed_counter SET last_id = last_id RETURNING last_id", "returns rows"),
+        ("value", "SELECT id, value FROM feed_values", "returns 2 columns, not 1"),
+        ("one", "DELETE FROM feed_values WHERE id = :value_id", "returns no columns"),
+    ],
+)
+async def test_check_sql_fails_when_a_statement_returns_other_than_its_kind(
+    database_url: str, tmp_path: Path, kind: str, sql: str, complaint: str
+) -> None:
+    code, output = await check_sql_with(
+        database_url, tmp_path, "kinds.sql", f"-- name: mislabelled :{kind}\n-- Wrong.\n{sql};\n"
+    )
+    assert code == 1, output
+    assert "FAIL kinds.mislabelled" in output and complaint in output
+
+
+async def test_a_runner_refuses_a_statement_called_as_another_kind(database_url: str) -> None:
+    import asyncpg
+
+    from server.db import Runner
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        runner = Runner(conn, Queries())
+        with pytest.raises(TypeError, match=":one, not :many"):
+            await runner.many("values.get_feed_bounds")
+        assert (await runner.run("values.get_feed_bounds"))["newest_id"] == 0
+    finally:
+        await conn.close()

@@ -16,7 +16,7 @@ class EventsRepository:
         self.db = db
 
     async def create(self, owner_id: uuid.UUID, body: dict[str, Any]) -> asyncpg.Record:
-        row = await self.db.fetchrow(
+        row = await self.db.one(
             "events.insert_event",
             user_id=owner_id,
             title=body["title"],
@@ -28,10 +28,10 @@ class EventsRepository:
         return row
 
     async def get(self, event_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.db.fetchrow("events.get_event_by_id", event_id=event_id)
+        return await self.db.one("events.get_event_by_id", event_id=event_id)
 
     async def update(self, event_id: uuid.UUID, changes: dict[str, Any]) -> asyncpg.Record | None:
-        return await self.db.fetchrow(
+        return await self.db.one(
             "events.update_event",
             event_id=event_id,
             title=changes.get("title"),
@@ -48,7 +48,7 @@ class EventsRepository:
     ) -> list[asyncpg.Record]:
         """One page of the owner's events by (start_date, id), after ``after`` if given."""
         after_start, after_id = after if after else (None, None)
-        return await self.db.fetch(
+        return await self.db.many(
             "events.list_events_by_owner",
             user_id=owner_id,
             after_start=after_start,

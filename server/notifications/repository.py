@@ -49,7 +49,7 @@ class NotificationsRepository:
         user_ids = sorted(set(recipients))
         if not user_ids:
             return []
-        return await self.db.fetch(
+        return await self.db.many(
             "notifications.insert_notifications", user_ids=user_ids, type=type, data=data
         )
 
@@ -57,7 +57,7 @@ class NotificationsRepository:
         self, user_id: uuid.UUID, after_seq: int, limit: int, max_bytes: int
     ) -> list[tuple[int, bytes]]:
         """One user's SSE frames after a seq (a page bounded in rows and bytes)."""
-        rows = await self.db.fetch(
+        rows = await self.db.many(
             "notifications.list_notifications_after",
             user_id=user_id,
             after_seq=after_seq,
@@ -71,7 +71,7 @@ class NotificationsRepository:
     ) -> dict[uuid.UUID, list[tuple[int, bytes]]]:
         """For each user, the SSE frames after its seq (at most ``limit`` each), one query."""
         users = list(positions)
-        rows = await self.db.fetch(
+        rows = await self.db.many(
             "notifications.list_notifications_after_many",
             user_ids=users,
             after_seqs=[positions[u] for u in users],
@@ -83,7 +83,7 @@ class NotificationsRepository:
         return found
 
     async def bounds(self, user_id: uuid.UUID) -> Bounds:
-        row = await self.db.fetchrow("notifications.get_notification_bounds", user_id=user_id)
+        row = await self.db.one("notifications.get_notification_bounds", user_id=user_id)
         assert row is not None
         return Bounds(oldest=row["oldest_seq"], newest=row["newest_seq"])
 
@@ -95,32 +95,29 @@ class NotificationsRepository:
             if unread_only
             else "notifications.list_notifications"
         )
-        return await self.db.fetch(name, user_id=user_id, before_seq=before_seq, max_rows=limit)
+        return await self.db.many(name, user_id=user_id, before_seq=before_seq, max_rows=limit)
 
     async def unread_count(self, user_id: uuid.UUID) -> int:
-        return int(
-            await self.db.fetchval("notifications.count_unread_notifications", user_id=user_id)
-        )
+        return int(await self.db.value("notifications.count_unread_notifications", user_id=user_id))
 
     async def get(self, notification_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.db.fetchrow(
+        return await self.db.one(
             "notifications.get_notification_by_id", notification_id=notification_id
         )
 
     async def set_read(self, notification_id: uuid.UUID, is_read: bool) -> asyncpg.Record | None:
-        return await self.db.fetchrow(
+        return await self.db.one(
             "notifications.set_notification_read", notification_id=notification_id, is_read=is_read
         )
 
     async def existing_users(self, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        found = await self.db.fetchval("notifications.find_existing_users", user_ids=user_ids)
+        found = await self.db.value("notifications.find_existing_users", user_ids=user_ids)
         return set(found or ())
 
     async def prune(self, cutoff: datetime, batch_size: int) -> int:
-        status = await self.db.execute(
+        return await self.db.execute(
             "notifications.prune_notifications", cutoff=cutoff, batch_size=batch_size
         )
-        return int(status.split()[-1])
 
 
 class NotificationSource:

@@ -20,7 +20,7 @@ class UsersRepository:
 
     async def create(self, name: str, email: str, password_hash: str | None) -> asyncpg.Record:
         try:
-            row = await self.db.fetchrow(
+            row = await self.db.one(
                 "users.insert_user", name=name, email=email, password_hash=password_hash
             )
         except asyncpg.UniqueViolationError:
@@ -29,10 +29,10 @@ class UsersRepository:
         return row
 
     async def get(self, user_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.db.fetchrow("users.get_user_by_id", user_id=user_id)
+        return await self.db.one("users.get_user_by_id", user_id=user_id)
 
     async def login_row(self, email: str) -> asyncpg.Record | None:
-        return await self.db.fetchrow("users.get_login_by_email", email=email)
+        return await self.db.one("users.get_login_by_email", email=email)
 
     async def update(
         self,
@@ -43,7 +43,7 @@ class UsersRepository:
         password_hash: str | None,
     ) -> asyncpg.Record | None:
         try:
-            return await self.db.fetchrow(
+            return await self.db.one(
                 "users.update_user",
                 user_id=user_id,
                 name=name,
@@ -56,7 +56,7 @@ class UsersRepository:
 
     async def delete(self, user_id: uuid.UUID) -> list[bytes]:
         """Delete the user; returns the digests of the tokens that went with it."""
-        rows = await self.db.fetch("users.list_token_hashes", user_id=user_id)
+        rows = await self.db.many("users.list_token_hashes", user_id=user_id)
         await self.db.execute("users.delete_user", user_id=user_id)
         return [r["token_hash"] for r in rows]
 
@@ -68,7 +68,7 @@ class UsersRepository:
     ) -> bool:
         """Store a login's token if the password hash is still ``verified_hash``; False when
         the password changed or the user was deleted since it was read."""
-        row = await self.db.fetchrow(
+        row = await self.db.one(
             "users.insert_login_token",
             user_id=user_id,
             token_hash=token_hash,
@@ -80,7 +80,7 @@ class UsersRepository:
         await self.db.execute("users.delete_token", token_hash=token_hash)
 
     async def revoke_other_tokens(self, user_id: uuid.UUID, keep: bytes) -> list[bytes]:
-        rows = await self.db.fetch(
+        rows = await self.db.many(
             "users.delete_other_tokens", user_id=user_id, keep_token_hash=keep
         )
         return [r["token_hash"] for r in rows]

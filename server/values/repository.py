@@ -17,29 +17,28 @@ class ValuesRepository:
 
     async def insert_batch(self, values: list[str]) -> list[tuple[int, datetime]]:
         """Insert values with gapless ids; result i belongs to values[i]."""
-        rows = await self.db.fetch("values.insert_values", values=values)
+        rows = await self.db.many("values.insert_values", values=values)
         rows.sort(key=lambda r: r["id"])
         return [(r["id"], r["created_at"]) for r in rows]
 
     async def list_before(self, before_id: int, limit: int) -> list[asyncpg.Record]:
-        return await self.db.fetch("values.list_values_before", before_id=before_id, max_rows=limit)
+        return await self.db.many("values.list_values_before", before_id=before_id, max_rows=limit)
 
     async def frames_after(
         self, after_id: int, limit: int, max_bytes: int
     ) -> list[tuple[int, bytes]]:
         """The SSE frames of the values after ``after_id`` (a page bounded in rows and bytes)."""
-        rows = await self.db.fetch(
+        rows = await self.db.many(
             "values.list_values_after", after_id=after_id, max_rows=limit, max_bytes=max_bytes
         )
         return [(r["id"], encode_event(r["id"], r["value"])) for r in rows]
 
     async def prune(self, cutoff: datetime, batch_size: int) -> int:
         """Delete one batch of values older than cutoff; how many were deleted."""
-        status = await self.db.execute("values.prune_values", cutoff=cutoff, batch_size=batch_size)
-        return int(status.split()[-1])
+        return await self.db.execute("values.prune_values", cutoff=cutoff, batch_size=batch_size)
 
     async def bounds(self) -> Bounds:
-        row = await self.db.fetchrow("values.get_feed_bounds")
+        row = await self.db.one("values.get_feed_bounds")
         assert row is not None
         return Bounds(oldest=row["oldest_id"], newest=row["newest_id"])
 
