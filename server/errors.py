@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import orjson
@@ -25,7 +25,65 @@ PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "5"
 
 
+class DomainError(Exception):
+    """What a use case refuses, in the domain's words; the error middleware alone turns it into
+    an HTTP answer (ERRORS below). Services raise these, never HTTP exceptions."""
+
+    status: ClassVar[int] = 500
+    default_detail: ClassVar[str] = "the request cannot be served"
+
+    def __init__(self, detail: str | None = None, **members: Any) -> None:
+        super().__init__(detail or self.default_detail)
+        self.detail = detail or self.default_detail
+        self.members = members  # extra members of the problem document
+
+
+class Unauthenticated(DomainError):
+    status = 401
+    default_detail = "the token is unknown or revoked"
+
+
+class Forbidden(DomainError):
+    status = 403
+
+
+class NotFound(DomainError):
+    """No such thing, or the caller may not know it exists: the same answer."""
+
+    status = 404
+    default_detail = "no such resource"
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+class PreconditionFailed(DomainError):
+    status = 412
+
+
+class Invalid(DomainError):
+    """Well-formed input that fails a rule: ``errors`` names every bad field."""
+
+    status = 422
+
+    def __init__(
+        self, errors: Mapping[str, list[str]], detail: str | None = None, **members: Any
+    ) -> None:
+        super().__init__(detail or f"invalid fields: {', '.join(sorted(errors))}", **members)
+        self.errors = dict(errors)
+
+
+class Unavailable(DomainError):
+    """Something the request needs is away for now; the client should retry."""
+
+    status = 503
+    default_detail = "try again shortly"
+
+
 class ApiError(Exception):
+    """An HTTP-level refusal from the handlers' layer (400, 413, 415 and the like)."""
+
     def __init__(
         self,
         status: int,
@@ -43,9 +101,33 @@ class ApiError(Exception):
         self.members = members
 
 
-def validation_error(errors: Mapping[str, list[str]], detail: str | None = None) -> ApiError:
-    names = ", ".join(sorted(errors))
-    return ApiError(422, detail or f"invalid fields: {names}", errors=errors)
+def validation_error(errors: Mapping[str, list[str]], detail: str | None = None) -> Invalid:
+    return Invalid(errors, detail)
+
+
+# The one table from failure to answer. Domain errors carry their status (above); what the
+# database refuses is answered by the constraint's name, so its words become the API's. A
+# constraint missing here is a bug that validation or a service should have caught first:
+# a logged 500 naming it.
+#   constraint name                       status  field         message
+CONSTRAINTS: dict[str, tuple[int, str | None, str]] = {
+    "users_email_key":                     (409, "email",       "a user with this email already exists"),  # noqa: E501
+    "users_name_check":                    (422, "name",        "must be 1 to 200 characters"),
+    "users_email_check":                   (422, "email",       "must be 3 to 320 characters"),
+    "auth_tokens_user_id_fkey":            (401, None,          "the token is unknown or revoked"),
+    "events_user_id_fkey":                 (401, None,          "the token is unknown or revoked"),
+    "events_title_check":                  (422, "title",       "must be 1 to 200 characters"),
+    "events_description_check":            (422, "description", "must be at most 10000 characters"),
+    "events_dates_check":                  (422, "end_date",    "must not be before start_date"),
+    "feed_values_value_check":             (422, "value",       "must be 1 to 10000 characters"),
+}  # fmt: skip
+# SQLSTATE classes without a constraint to name: a value PostgreSQL cannot hold (22) or too
+# large for an index (54) is 422; the database away (08, 53, 57P01-03) is 503 (db.py decides
+# "away": is_unavailable); anything else is a bug: a logged 500.
+SQLSTATE_422 = {
+    "22": "a value in the request cannot be stored",
+    "54": "a value in the request is too large to be stored",
+}
 
 
 def problem_response(
@@ -94,6 +176,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except DomainError as exc:
+        return _domain_answer(exc)
     except ApiError as exc:
         return problem_response(
             exc.status, exc.detail, errors=exc.errors, headers=exc.headers, **exc.members
@@ -101,63 +185,73 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         return _from_http_exception(request, exc)
     except Exception as exc:
+        request_id = request.get(keys.request_id_key)
+        where = f"{request.method} {request.path}"
         if is_unavailable(exc):
             log.warning(
-                "database unavailable: %s %s -> 503 (%s) request_id=%s",
-                request.method,
-                request.path,
+                "database unavailable: %s -> 503 (%s) request_id=%s",
+                where,
                 type(exc).__name__,
-                request.get(keys.request_id_key),
+                request_id,
             )
             return problem_response(
                 503,
                 "the database is unreachable; try again shortly",
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             )
-        refused = refused_by_database(exc)
-        if refused is not None:
-            # The schemas should have said no first; answer as they would have, and log it
-            # (the SQLSTATE, never the driver's text) so the validation gets fixed.
+        answer = database_answer(exc)
+        if answer is not None:
+            # Validation or a service should have said no first: answer as it would have,
+            # and log it (the SQLSTATE and constraint, never the driver's text) to be fixed.
             log.warning(
-                "database refused the request: %s %s -> %d (%s %s) request_id=%s",
-                request.method,
-                request.path,
-                refused.status,
+                "database refused the request: %s -> %d (%s %s %s) request_id=%s",
+                where,
+                answer.status,
                 type(exc).__name__,
                 getattr(exc, "sqlstate", None),
-                request.get(keys.request_id_key),
+                getattr(exc, "constraint_name", None) or "-",
+                request_id,
             )
-            return problem_response(refused.status, refused.detail, errors=refused.errors)
+            return _domain_answer(answer)
+        constraint = getattr(exc, "constraint_name", None)
         log.exception(
-            "unhandled error: %s %s request_id=%s",
-            request.method,
-            request.path,
-            request.get(keys.request_id_key),
+            "unhandled error: %s request_id=%s%s",
+            where,
+            request_id,
+            f" (constraint {constraint} is not in errors.CONSTRAINTS)" if constraint else "",
         )
-        request_id = request.get(keys.request_id_key)
         return problem_response(
             500, f"internal error; quote request id {request_id} when reporting it"
         )
 
 
-# SQLSTATE classes of errors caused by what a request carried, which validation let through:
-# 22 data exception (a value the column cannot hold), 23 integrity constraint violation
-# (e.g. a row it refers to was deleted meanwhile), 54 program limit exceeded (a value too
-# large for an index). Anything else from PostgreSQL is a bug in the service: 500.
-_REFUSED = {
-    "22": "a value in the request cannot be stored",
-    "23": "the request conflicts with the stored data (something it refers to may have just "
-    "been deleted)",
-    "54": "a value in the request is too large to be stored",
-}
+def _domain_answer(exc: DomainError) -> web.Response:
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    elif exc.status == 503:
+        headers["Retry-After"] = "1" if isinstance(exc, Unavailable) else RETRY_AFTER_SECONDS
+    errors = exc.errors if isinstance(exc, Invalid) else None
+    return problem_response(exc.status, exc.detail, errors=errors, headers=headers, **exc.members)
 
 
-def refused_by_database(exc: BaseException) -> ApiError | None:
-    """The 422 (with ``errors``) for a database error that validation should have caught."""
+_BY_STATUS: dict[int, type[DomainError]] = {401: Unauthenticated, 409: Conflict}
+
+
+def database_answer(exc: BaseException) -> DomainError | None:
+    """The answer, from the tables above, to an error PostgreSQL raised; None for a bug."""
     if not isinstance(exc, asyncpg.PostgresError):
         return None
-    detail = _REFUSED.get((exc.sqlstate or "")[:2])
+    constraint = getattr(exc, "constraint_name", None)
+    if constraint is not None:
+        if constraint not in CONSTRAINTS:
+            return None
+        status, field, message = CONSTRAINTS[constraint]
+        if status == 422:
+            return Invalid({field or "_body": [message]})
+        return _BY_STATUS[status](message)
+    detail = SQLSTATE_422.get((exc.sqlstate or "")[:2])
     if detail is None:
         return None
     field = getattr(exc, "column_name", None) or "_body"
-    return validation_error({field: [detail]}, detail)
+    return Invalid({field: [detail]}, detail)

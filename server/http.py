@@ -13,7 +13,7 @@ import orjson
 from aiohttp import hdrs, web
 from marshmallow import Schema, ValidationError
 
-from .errors import ApiError, validation_error
+from .errors import ApiError, Invalid, validation_error
 
 MAX_JSON_DEPTH = 32
 DEFAULT_LIMIT = 50
@@ -121,7 +121,7 @@ def encode_cursor(position: Mapping[str, Any]) -> str:
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def bad_cursor() -> ApiError:
+def bad_cursor() -> Invalid:
     return validation_error({"cursor": ["not a cursor this list handed out"]})
 
 
