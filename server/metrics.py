@@ -48,6 +48,16 @@ class Metrics:
             "SSE connections closed because the client stopped reading",
             registry=self.registry,
         )
+        self.fallback_reads = Counter(
+            "sse_fallback_reads_total",
+            "PostgreSQL reads by the stream watch while live news may be missing (Redis down, "
+            "a resync): one per feed page read for all feed streams, one per read for all "
+            "connected users; stays flat while Redis is healthy",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in ("feed", "users"):
+            self.fallback_reads.labels(kind)  # exported as 0 before the first read
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.rejected = Counter(
             "sse_connections_rejected_total",

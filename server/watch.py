@@ -116,10 +116,12 @@ class StreamWatch:
             return
         budget = self.registry.settings.sse_queue_bytes
         repo = ValuesRepository(self.db)
+        reads = self.registry.metrics.fallback_reads.labels("feed")
         for _ in range(FEED_PAGES):
             positions = hub.positions()
             if not positions:
                 return
+            reads.inc()
             rows = await repo.frames_after(min(positions), REPLAY_PAGE, budget)
             complete = len(rows) < REPLAY_PAGE and sum(len(f) for _, f in rows) < budget
             hub.deliver_rows(rows, complete=True)
@@ -140,6 +142,7 @@ class StreamWatch:
                 positions[user_id] = min(live)
         if not positions:
             return
+        self.registry.metrics.fallback_reads.labels("users").inc()
         found = await NotificationsRepository(self.db).frames_after_many(positions, USER_PAGE)
         for user_id, rows in found.items():
             hubs[user_id].deliver_rows(rows, complete=len(rows) < USER_PAGE)

@@ -355,6 +355,10 @@ async def test_streams_keep_receiving_while_redis_is_down(make_client: Any) -> N
         assert [e.id for e in await inbox.take(1)] == ["1"]
         watch = client.app[keys.watch_key]
         polls_while_healthy = watch.polls
+        reads = {
+            kind: await metric(client, "sse_fallback_reads_total", f'kind="{kind}"')
+            for kind in ("feed", "users")
+        }
 
         redis.stop()
         for i in range(2, 5):  # each arrives while Redis is still down
@@ -363,6 +367,9 @@ async def test_streams_keep_receiving_while_redis_is_down(make_client: Any) -> N
             assert [e.data for e in await feed.take(1, timeout=5)] == [f"v{i}"]
             assert [e.id for e in await inbox.take(1, timeout=5)] == [str(i)]
         assert watch.polls > polls_while_healthy
+        for kind in ("feed", "users"):  # the reads are counted, one query per poll per kind
+            read = await metric(client, "sse_fallback_reads_total", f'kind="{kind}"') - reads[kind]
+            assert 1 <= read <= watch.polls - polls_while_healthy
 
         redis = RedisProcess(port=redis.port).start()
         for _ in range(100):
@@ -377,8 +384,10 @@ async def test_streams_keep_receiving_while_redis_is_down(make_client: Any) -> N
         ]
         assert [e.id for e in await inbox.take(3)] == ["5", "6", "7"]
         settled = watch.polls
+        settled_reads = await metric(client, "sse_fallback_reads_total", 'kind="feed"')
         await asyncio.sleep(1.5)
         assert watch.polls == settled  # healthy again: PostgreSQL is not read
+        assert await metric(client, "sse_fallback_reads_total", 'kind="feed"') == settled_reads
         assert (await client.post("/add-value/", json={"value": "v8"})).status == 200
         assert [e.id for e in await feed.take(1)] == ["8"]
     finally:
