@@ -74,6 +74,7 @@ class Target:
     proc: subprocess.Popen[bytes]
     has_ids: bool  # whether its stream carries `id:` and honours Last-Event-ID
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    data_dir: Path | None = None  # ours: DATA_DIR (the embedded PostgreSQL lives in it)
 
     @property
     def base(self) -> str:
@@ -98,7 +99,8 @@ class Target:
 @contextlib.contextmanager
 def ours(workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[Target]:
     """This service on a fresh embedded PostgreSQL and Redis (or BENCH_DATABASE_URL and
-    BENCH_REDIS_URL when set), one process unless told otherwise."""
+    BENCH_REDIS_URL when set), one process unless told otherwise. ``extra_env`` wins over
+    both (bench.degraded passes REDIS_URL: a Redis it stops and restarts itself)."""
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="collab-bench-"))
     data_dir.chmod(0o755)
@@ -114,7 +116,11 @@ def ours(workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[
     args = [sys.executable, str(ROOT / "run.py"), "--port", str(port), "--workers", str(workers)]
     proc = subprocess.Popen(args, env=env, cwd=ROOT)
     target = Target(
-        f"collab-service ({workers} process{'es' if workers > 1 else ''})", port, proc, has_ids=True
+        f"collab-service ({workers} process{'es' if workers > 1 else ''})",
+        port,
+        proc,
+        has_ids=True,
+        data_dir=data_dir,
     )
     target.cleanup.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
     try:
