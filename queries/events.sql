@@ -4,11 +4,24 @@ INSERT INTO events (user_id, title, description, start_date, end_date)
 VALUES (:user_id, :title, :description, :start_date, :end_date)
 RETURNING id, user_id, title, description, start_date, end_date, created_at, updated_at;
 
--- name: get_event_by_id :one
--- One event by id, for reads and access checks. Primary key events_pkey.
-SELECT id, user_id, title, description, start_date, end_date, created_at, updated_at
+-- name: get_event_access :one
+-- One event and whether the caller is a member of any of its tasks: everything an access
+-- decision on it needs (GET/PUT/DELETE /events/{id}, /events/{id}/tasks), in one statement.
+-- events_pkey. Until tasks exist nobody is a member (the tasks issue adds the membership
+-- lookup, and with it the caller's id).
+SELECT id, user_id, title, description, start_date, end_date, created_at, updated_at,
+    false AS caller_is_member
 FROM events
 WHERE id = :event_id;
+
+-- name: get_event_access_for_update :one
+-- The same, locking the event row until the transaction ends, for a change that depends on
+-- what was read (PUT checks the new dates against the stored ones). events_pkey.
+SELECT id, user_id, title, description, start_date, end_date, created_at, updated_at,
+    false AS caller_is_member
+FROM events
+WHERE id = :event_id
+FOR NO KEY UPDATE;
 
 -- name: update_event :one
 -- Partial update (PUT /events/{id}): NULL keeps a column. The dates CHECK is the last line

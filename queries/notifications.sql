@@ -1,14 +1,23 @@
 -- name: insert_notifications :many
--- The one way to notify: bumps each recipient's counter (rows locked in user_id order, so
--- transactions notifying overlapping users never deadlock) and inserts one notification per
--- recipient with that user's next seq, in the caller's transaction. The counter row lock is
--- held until COMMIT, so a user's seqs commit in order with no gaps.
--- notification_counters_pkey, then inserts into notifications_user_id_seq_key.
-WITH bumped AS (
+-- The one way to notify: for each recipient that is still a user (its row key-share locked,
+-- so a concurrent DELETE /users waits for this transaction, or has already removed it and it
+-- gets nothing), bumps its counter (rows locked in user_id order, so transactions notifying
+-- overlapping users never deadlock) and inserts one notification with that user's next seq,
+-- in the caller's transaction. The counter row lock is held until COMMIT, so a user's seqs
+-- commit in order with no gaps. users_pkey, notification_counters_pkey, then inserts into
+-- notifications_user_id_seq_key.
+WITH recipients AS (
+    SELECT id AS user_id
+    FROM users
+    WHERE id = any(:user_ids::uuid[])
+    ORDER BY id
+    FOR KEY SHARE
+),
+bumped AS (
     INSERT INTO notification_counters (user_id, last_seq)
-    SELECT recipient, 1
-    FROM unnest(:user_ids::uuid[]) AS recipient
-    ORDER BY recipient
+    SELECT user_id, 1
+    FROM recipients
+    ORDER BY user_id
     ON CONFLICT (user_id) DO UPDATE SET last_seq = notification_counters.last_seq + 1
     RETURNING user_id, last_seq
 )
@@ -100,12 +109,6 @@ UPDATE notifications
 SET read_at = CASE WHEN :is_read THEN coalesce(read_at, now()) ELSE NULL END
 WHERE id = :notification_id
 RETURNING id, user_id, seq, type, data, read_at, created_at;
-
--- name: find_existing_users :value
--- How many of these ids are users (send-message refuses unknown ones). users_pkey probes.
-SELECT array_agg(id) AS found
-FROM users
-WHERE id = any(:user_ids::uuid[]);
 
 -- name: prune_notifications :exec
 -- Retention, per user by seq: deletes up to :batch_size notifications created before :cutoff,

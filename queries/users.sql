@@ -86,3 +86,13 @@ WHERE user_id = :user_id;
 SELECT array_agg(token_hash) AS found
 FROM auth_tokens
 WHERE token_hash = any(:token_hashes::bytea[]);
+
+-- name: lock_existing_users :many
+-- Which of these ids are users, each row key-share locked until the transaction ends, so none
+-- of them can be deleted before it commits (POST /sse/send-message refuses unknown targets,
+-- then notifies them). users_pkey probes, locked in id order.
+SELECT id
+FROM users
+WHERE id = any(:user_ids::uuid[])
+ORDER BY id
+FOR KEY SHARE;

@@ -95,7 +95,7 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
     add("GET", "/users/{user_id}", users.get_user, "get_user")
     add("PUT", "/users/{user_id}", users.update_user, "update_user")
     add("DELETE", "/users/{user_id}", users.delete_user, "delete_user")
-    add("GET", "/users/{user_id}/events", users.list_user_events, "list_user_events")
+    add("GET", "/users/{user_id}/events", events.list_user_events, "list_user_events")
     add("POST", "/auth/token", users.create_token, "create_token")
     add("DELETE", "/auth/token", users.delete_token, "delete_token")
     # Events

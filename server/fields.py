@@ -136,3 +136,10 @@ class JsonObject(fields.Dict):
         if where is not None:
             raise ValidationError(f"must not contain the NUL character (U+0000): {where}")
         return loaded
+
+
+def rfc3339(value: datetime) -> str:
+    """A timestamp as the API writes it: RFC 3339 in UTC, "2024-01-15T10:00:00Z"."""
+    if value.tzinfo is not UTC:  # asyncpg already returns UTC: skip the conversion then
+        value = value.astimezone(UTC)
+    return value.isoformat()[:-6] + "Z"  # drop "+00:00"

@@ -6,7 +6,6 @@ import base64
 import binascii
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,13 +25,6 @@ def json_response(
     return web.Response(
         body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
     )
-
-
-def rfc3339(value: datetime) -> str:
-    """A timestamp as the API writes it: RFC 3339 in UTC, "2024-01-15T10:00:00Z"."""
-    if value.tzinfo is not UTC:  # asyncpg already returns UTC: skip the conversion then
-        value = value.astimezone(UTC)
-    return value.isoformat()[:-6] + "Z"  # drop "+00:00"
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:

@@ -12,7 +12,7 @@ import enum
 import uuid
 from dataclasses import dataclass
 
-from .errors import ApiError
+from .errors import Forbidden, NotFound
 
 
 class Decision(enum.Enum):
@@ -71,9 +71,10 @@ def forbidden_message(what: str, action: Action) -> str:
     return FORBIDDEN_MESSAGES.get((what, action), fallback)
 
 
-def enforce(decision: Decision, what: str, action: Action, path: str) -> None:
-    """404 for HIDDEN, 403 with the message that fits ``action`` on ``what`` for FORBIDDEN."""
+def enforce(decision: Decision, what: str, action: Action) -> None:
+    """NotFound for HIDDEN (as if it did not exist), Forbidden with the message that fits
+    ``action`` on ``what`` for FORBIDDEN."""
     if decision is Decision.HIDDEN:
-        raise ApiError(404, f"no resource at {path}")
+        raise NotFound(f"no such {what}")
     if decision is Decision.FORBIDDEN:
-        raise ApiError(403, forbidden_message(what, action))
+        raise Forbidden(forbidden_message(what, action))

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 
 from .db import Runner, is_unavailable
+from .notifications.frames import notification_frame
 from .notifications.repository import NotificationsRepository
 from .streams import REPLAY_PAGE, StreamRegistry
 from .values.repository import ValuesRepository
@@ -143,8 +144,9 @@ class StreamWatch:
         if not positions:
             return
         self.registry.metrics.fallback_reads.labels("users").inc()
-        found = await NotificationsRepository(self.db).frames_after_many(positions, USER_PAGE)
-        for user_id, rows in found.items():
+        found = await NotificationsRepository(self.db).after_many(positions, USER_PAGE)
+        for user_id, notifications in found.items():
+            rows = [(n.seq, notification_frame(n)) for n in notifications]
             hubs[user_id].deliver_rows(rows, complete=len(rows) < USER_PAGE)
 
     async def check_tokens(self) -> None:

@@ -15,9 +15,9 @@ import pytest
 from server import keys
 from server.embedded import RedisProcess
 from server.notifications.repository import NotificationsRepository
-from server.notifications.service import writing
 from server.retention import prune_older_than
 from server.sql import Queries
+from server.work import writing
 
 from .helpers import EventStream, metric, open_stream, register
 from .test_errors import assert_problem
@@ -160,10 +160,10 @@ async def test_nothing_is_published_or_numbered_for_a_rolled_back_transaction(
         pass
 
     with pytest.raises(Abort):
-        async with writing(client.app) as work:
+        async with writing(client.app[keys.db_key], client.app[keys.publisher_key]) as work:
             await work.notify([bob_id], "system", {"note": "rolled back"}, actor_id=None)
             raise Abort
-    async with writing(client.app) as work:
+    async with writing(client.app[keys.db_key], client.app[keys.publisher_key]) as work:
         await work.notify([bob_id], "system", {"note": "committed"}, actor_id=None)
     event = (await stream.take(1))[0]
     assert json.loads(event.data)["data"] == {"note": "committed"}

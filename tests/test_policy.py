@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from server.errors import ApiError
+from server.errors import Forbidden
 from server.policy import (
     FORBIDDEN_MESSAGES,
     Action,
@@ -81,8 +81,8 @@ def test_every_refusal_has_words_that_fit_its_action(
 ) -> None:
     assert decide(action) is Decision.FORBIDDEN
     assert (what, action) in FORBIDDEN_MESSAGES
-    with pytest.raises(ApiError) as refused:
-        enforce(Decision.FORBIDDEN, what, action, "/somewhere")
+    with pytest.raises(Forbidden) as refused:
+        enforce(Decision.FORBIDDEN, what, action)
     assert refused.value.status == 403
     assert refused.value.detail == forbidden_message(what, action)
     assert "but not do that" not in refused.value.detail

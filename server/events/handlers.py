@@ -1,54 +1,39 @@
-"""Handlers for /events (API.md, "Event")."""
+"""HTTP for events (API.md, "Event"): parse, call the use case, render."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 from aiohttp import web
-from marshmallow import ValidationError
 
 from .. import keys
-from ..auth import caller, caller_gone, still_authenticated
-from ..errors import ApiError, validation_error
-from ..http import json_response, page, page_limit, path_uuid, read_body, rfc3339
+from ..auth import caller
+from ..http import (
+    bad_cursor,
+    decode_cursor,
+    json_response,
+    page,
+    page_limit,
+    page_of,
+    path_uuid,
+    read_body,
+)
 from ..openapi import endpoint
-from ..policy import Action, EventFacts, enforce, event_decision
-from .repository import EventsRepository
+from ..policy import Action
+from ..work import writing_for
+from . import service
+from .models import EventPosition
 from .schemas import (
     CreateEventSchema,
+    EventPageSchema,
     EventSchema,
     TaskPageSchema,
     UpdateEventSchema,
-    check_dates,
+    event_json,
+    event_position,
+    parse_event_position,
 )
 
 _create = CreateEventSchema()
 _update = UpdateEventSchema()
-
-
-def event_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "title": row["title"],
-        "description": row["description"],
-        "start_date": rfc3339(row["start_date"]),
-        "end_date": rfc3339(row["end_date"]),
-        "user_id": str(row["user_id"]),
-        "created_at": rfc3339(row["created_at"]),
-        "updated_at": rfc3339(row["updated_at"]),
-    }
-
-
-async def _authorized_event(request: web.Request, action: Action) -> asyncpg.Record:
-    event_id = path_uuid(request, "event_id")
-    row = await EventsRepository(request.app[keys.db_key]).get(event_id)
-    if row is None:
-        raise web.HTTPNotFound()
-    # Task membership joins these facts when tasks exist; until then only owners see events.
-    facts = EventFacts(owner_id=row["user_id"])
-    enforce(event_decision(caller(request).id, facts, action), "event", action, request.path)
-    return row
 
 
 @endpoint(
@@ -59,15 +44,10 @@ async def _authorized_event(request: web.Request, action: Action) -> asyncpg.Rec
     errors=(403,),
 )
 async def create_event(request: web.Request) -> web.Response:
-    body = await read_body(request, _create)
-    me = caller(request).id
-    if body.get("user_id") not in (None, me):
-        raise ApiError(403, "user_id, if given, must be your own id: events are yours")
-    try:
-        row = await EventsRepository(request.app[keys.db_key]).create(me, body)
-    except asyncpg.ForeignKeyViolationError:  # the caller was deleted meanwhile
-        raise caller_gone() from None
-    return json_response(event_json(row), status=201)
+    fields = await read_body(request, _create)
+    async with writing_for(request) as work:
+        event = await service.do_create_event(work, caller(request).id, fields)
+    return json_response(event_json(event), status=201)
 
 
 @endpoint(
@@ -77,7 +57,10 @@ async def create_event(request: web.Request) -> web.Response:
     errors=(404,),
 )
 async def get_event(request: web.Request) -> web.Response:
-    return json_response(event_json(await _authorized_event(request, Action.READ)))
+    event_id = path_uuid(request, "event_id")
+    db = request.app[keys.db_key]
+    event = await service.access_event(db, caller(request).id, event_id, Action.READ)
+    return json_response(event_json(event))
 
 
 @endpoint(
@@ -88,23 +71,11 @@ async def get_event(request: web.Request) -> web.Response:
     errors=(403, 404),
 )
 async def update_event(request: web.Request) -> web.Response:
-    row = await _authorized_event(request, Action.UPDATE)
+    event_id = path_uuid(request, "event_id")
     changes = await read_body(request, _update)
-    try:
-        check_dates(
-            changes.get("start_date", row["start_date"]), changes.get("end_date", row["end_date"])
-        )
-    except ValidationError as exc:
-        raise validation_error({"end_date": list(exc.messages)}) from None
-    try:
-        updated = await EventsRepository(request.app[keys.db_key]).update(row["id"], changes)
-    except asyncpg.CheckViolationError:  # a concurrent change moved the other date
-        raise validation_error({"end_date": ["must not be before start_date"]}) from None
-    if updated is None:  # deleted meanwhile, by its owner or with its owner
-        if not await still_authenticated(request):
-            raise caller_gone()
-        raise web.HTTPNotFound()
-    return json_response(event_json(updated))
+    async with writing_for(request) as work:
+        event = await service.do_update_event(work, caller(request).id, event_id, changes)
+    return json_response(event_json(event))
 
 
 @endpoint(
@@ -114,8 +85,9 @@ async def update_event(request: web.Request) -> web.Response:
     errors=(403, 404),
 )
 async def delete_event(request: web.Request) -> web.Response:
-    row = await _authorized_event(request, Action.DELETE)
-    await EventsRepository(request.app[keys.db_key]).delete(row["id"])
+    event_id = path_uuid(request, "event_id")
+    async with writing_for(request) as work:
+        await service.do_delete_event(work, caller(request).id, event_id)
     return web.Response(status=204)
 
 
@@ -127,6 +99,34 @@ async def delete_event(request: web.Request) -> web.Response:
     query={"limit": "1..200, default 50", "cursor": "from the previous page's next"},
 )
 async def list_event_tasks(request: web.Request) -> web.Response:
-    await _authorized_event(request, Action.LIST_TASKS)
+    event_id = path_uuid(request, "event_id")
+    db = request.app[keys.db_key]
+    await service.access_event(db, caller(request).id, event_id, Action.LIST_TASKS)
     limit = page_limit(request)
     return json_response(page([], limit, None))  # tasks arrive with the tasks issue
+
+
+@endpoint(
+    summary="The events you own, by start date",
+    tag="events",
+    responses={200: EventPageSchema},
+    errors=(403, 404, 422),
+    query={"limit": "1..200, default 50", "cursor": "from the previous page's next"},
+)
+async def list_user_events(request: web.Request) -> web.Response:
+    user_id = path_uuid(request, "user_id")
+    limit = page_limit(request)
+    after = _after(request)
+    db = request.app[keys.db_key]
+    events = await service.list_own_events(db, caller(request).id, user_id, after, limit + 1)
+    return json_response(page_of(events, limit, event_json, event_position))
+
+
+def _after(request: web.Request) -> EventPosition | None:
+    cursor = decode_cursor(request, {"start": str, "id": str})
+    if cursor is None:
+        return None
+    try:
+        return parse_event_position(cursor)
+    except ValueError:
+        raise bad_cursor() from None

@@ -1,12 +1,17 @@
-"""Schemas for events (API.md, "Event")."""
+"""Schemas for events (API.md, "Event"): marshmallow in and out, and the serializers beside
+the schemas they produce (tests/conftest.py checks every response body against the schema
+that /openapi.json documents for it)."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
-from ..fields import Text, UtcDateTime, example
+from ..fields import Text, UtcDateTime, example, rfc3339, to_utc
+from .models import Event, EventPosition
 
 
 class EventSchema(Schema):
@@ -58,3 +63,30 @@ class UpdateEventSchema(Schema):
 class TaskPageSchema(Schema):
     items = fields.List(fields.Dict(), required=True)
     next = fields.String(required=True, allow_none=True)
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """An Event as EventSchema documents it."""
+    return {
+        "id": str(event.id),
+        "title": event.title,
+        "description": event.description,
+        "start_date": rfc3339(event.start_date),
+        "end_date": rfc3339(event.end_date),
+        "user_id": str(event.user_id),
+        "created_at": rfc3339(event.created_at),
+        "updated_at": rfc3339(event.updated_at),
+    }
+
+
+def event_position(event: Event) -> dict[str, str]:
+    """The cursor position after ``event`` in a list ordered by (start_date, id)."""
+    return {"start": event.start_date.isoformat(), "id": str(event.id)}
+
+
+def parse_event_position(position: dict[str, str]) -> EventPosition:
+    """``event_position`` read back; ValueError when it is not one."""
+    start = datetime.fromisoformat(position["start"])
+    if start.tzinfo is None:  # every position handed out carries its offset
+        raise ValueError("no offset")
+    return EventPosition(to_utc(start), uuid.UUID(position["id"]))

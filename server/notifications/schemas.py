@@ -6,8 +6,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ..fields import JsonObject, StrictBoolean, Text, UtcDateTime
-from .repository import TYPES
+from ..fields import JsonObject, StrictBoolean, Text, UtcDateTime, rfc3339
+from .models import TYPES, Notification
 
 
 class NotificationSchema(Schema):
@@ -49,3 +49,17 @@ class SendMessageSchema(Schema):
 
 class NotifiedSchema(Schema):
     notified = fields.List(fields.UUID(), required=True)
+
+
+def notification_json(n: Notification) -> dict[str, Any]:
+    """A Notification as NotificationSchema documents it."""
+    return {
+        "id": str(n.id),
+        "seq": n.seq,
+        "user_id": str(n.user_id),
+        "type": n.type,
+        "data": n.data,
+        "read": n.read_at is not None,
+        "read_at": rfc3339(n.read_at) if n.read_at else None,
+        "created_at": rfc3339(n.created_at),
+    }

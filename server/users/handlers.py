@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -11,20 +9,8 @@ from aiohttp import web
 
 from .. import keys
 from ..auth import caller, caller_gone, new_token, unauthorized
-from ..events.handlers import event_json
-from ..events.repository import EventsRepository
-from ..events.schemas import EventPageSchema
-from ..fields import to_utc
-from ..http import (
-    bad_cursor,
-    decode_cursor,
-    json_response,
-    page_limit,
-    page_of,
-    path_uuid,
-    read_body,
-    rfc3339,
-)
+from ..fields import rfc3339
+from ..http import json_response, path_uuid, read_body
 from ..openapi import endpoint
 from ..policy import Action, enforce, user_decision
 from ..streams import announce_revoked
@@ -61,7 +47,7 @@ async def _existing_user(request: web.Request, action: Action) -> asyncpg.Record
         if user_id == caller(request).id:  # the caller was deleted after its token was checked
             raise caller_gone()
         raise web.HTTPNotFound()
-    enforce(user_decision(caller(request).id, user_id, action), "user", action, request.path)
+    enforce(user_decision(caller(request).id, user_id, action), "user", action)
     return row
 
 
@@ -169,37 +155,3 @@ async def delete_user(request: web.Request) -> web.Response:
         revoked = await UsersRepository(tx).delete(row["id"])
     announce_revoked(request.app, revoked)
     return web.Response(status=204)
-
-
-@endpoint(
-    summary="The events you own, by start date",
-    tag="events",
-    responses={200: EventPageSchema},
-    errors=(403, 404, 422),
-    query={"limit": "1..200, default 50", "cursor": "from the previous page's next"},
-)
-async def list_user_events(request: web.Request) -> web.Response:
-    row = await _existing_user(request, Action.LIST_EVENTS)
-    limit = page_limit(request)
-    rows = await EventsRepository(request.app[keys.db_key]).list_by_owner(
-        row["id"], _event_cursor(request), limit + 1
-    )
-    return json_response(page_of(rows, limit, event_json, event_position))
-
-
-def event_position(row: asyncpg.Record) -> dict[str, str]:
-    return {"start": row["start_date"].isoformat(), "id": str(row["id"])}
-
-
-def _event_cursor(request: web.Request) -> tuple[datetime, uuid.UUID] | None:
-    """The (start_date, id) after which the page starts, as ``event_position`` wrote it."""
-    cursor = decode_cursor(request, {"start": str, "id": str})
-    if cursor is None:
-        return None
-    try:
-        start = datetime.fromisoformat(cursor["start"])
-        if start.tzinfo is None:  # every position handed out carries its offset
-            raise ValueError("no offset")
-        return to_utc(start), uuid.UUID(cursor["id"])
-    except ValueError:
-        raise bad_cursor() from None

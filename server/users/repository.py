@@ -84,3 +84,9 @@ class UsersRepository:
             "users.delete_other_tokens", user_id=user_id, keep_token_hash=keep
         )
         return [r["token_hash"] for r in rows]
+
+    async def lock_existing(self, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these ids are users, none of which can be deleted before this transaction
+        ends."""
+        rows = await self.db.many("users.lock_existing_users", user_ids=user_ids)
+        return {r["id"] for r in rows}

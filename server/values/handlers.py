@@ -11,8 +11,8 @@ from marshmallow import Schema, fields
 from .. import keys
 from ..auth import require_caller
 from ..errors import ApiError
-from ..fields import Text
-from ..http import decode_cursor, json_response, page_limit, page_of, read_body, rfc3339
+from ..fields import Text, rfc3339
+from ..http import decode_cursor, json_response, page_limit, page_of, read_body
 from ..openapi import endpoint
 from ..sse import serve_stream
 from ..streams import MAX_ID
