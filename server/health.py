@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from aiohttp import web
+from marshmallow import Schema, fields
 
 from . import keys
 from .http import json_response
@@ -35,11 +36,17 @@ async def _check_redis(request: web.Request) -> str:
     return "ok"
 
 
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    database = fields.String(required=True, metadata={"example": "ok"})
+    redis = fields.String(required=True, metadata={"example": "ok"})
+
+
 @endpoint(
-    summary="Health of the service and its dependencies",
+    summary="Health of the service and its dependencies (503 names the failing one)",
     tag="operations",
     public=True,
-    responses={200: None},
+    responses={200: HealthSchema, 503: HealthSchema},
 )
 async def health(request: web.Request) -> web.Response:
     database, redis = await asyncio.gather(_check_database(request), _check_redis(request))

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from marshmallow import INCLUDE, Schema, fields
 
 from .http import json_response
 
@@ -175,6 +175,8 @@ def _operation(info: Endpoint, path: str) -> dict[str, Any]:
     if not info.public:
         errors.add(401)
     for status in sorted(errors):
+        if str(status) in responses:
+            continue  # the route documents its own body for it (GET /health's 503)
         responses[str(status)] = {
             "description": _ERROR_TEXT.get(status, HTTPStatus(status).phrase),
             "content": {"application/problem+json": {"schema": "Problem"}},
@@ -194,11 +196,22 @@ SPEC_KEY = web.AppKey("openapi_spec", dict)
 ALIASES_KEY = web.AppKey("route_aliases", set)
 
 
+class OpenApiDocumentSchema(Schema):
+    """The OpenAPI document itself (its members are OpenAPI's, not this API's)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    openapi = fields.String(required=True, metadata={"example": "3.1.0"})
+    info = fields.Dict(required=True)
+    paths = fields.Dict(required=True)
+
+
 @endpoint(
     summary="This API as an OpenAPI 3.1 document",
     tag="operations",
     public=True,
-    responses={200: None},
+    responses={200: OpenApiDocumentSchema},
 )
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[SPEC_KEY])

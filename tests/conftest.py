@@ -26,10 +26,11 @@ from aiohttp.test_utils import TestClient
 from server.app import create_app
 from server.embedded import RedisProcess, postgres_url, start_postgres, stop_postgres
 from server.migrations import migrate
+from server.openapi import SPEC_KEY
 from server.settings import Settings
 from server.sql import Queries
 
-from .helpers import with_database
+from .helpers import ResponseContract, with_database
 
 
 @pytest.fixture(scope="session")
@@ -138,13 +139,26 @@ MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
-def make_client(settings: Settings, aiohttp_client: Any) -> MakeClient:
-    """An app on the test's database and Redis prefix, with some settings changed."""
+def make_client(settings: Settings, aiohttp_client: Any) -> Iterator[MakeClient]:
+    """An app on the test's database and Redis prefix, with some settings changed. Every JSON
+    answer it gives is checked, after the test, against what /openapi.json documents."""
+    apps: list[Any] = []
 
     async def make(**overrides: Any) -> TestClient[Any, Any]:
-        return await aiohttp_client(create_app(settings.with_(**overrides)))
+        app = create_app(settings.with_(**overrides))
+        contract = ResponseContract()
+        contract.attach(app)
+        apps.append((app, contract))
+        return await aiohttp_client(app)
 
-    return make
+    yield make
+    problems = [
+        problem
+        for app, contract in apps
+        if SPEC_KEY in app
+        for problem in contract.violations(app[SPEC_KEY])
+    ]
+    assert not problems, "answers that break /openapi.json:\n" + "\n".join(sorted(set(problems)))
 
 
 @pytest.fixture

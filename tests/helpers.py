@@ -190,3 +190,60 @@ async def register(
     user = await response.json()
     user["headers"] = {"Authorization": f"Bearer {user['token']}"}
     return dict(user)
+
+
+class ResponseContract:
+    """Records every JSON answer an app gives during a test, then checks each against what
+    /openapi.json documents for its route, method and status: the bodies the handlers build
+    and the schemas the document shows cannot drift apart unnoticed."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, int, bytes]] = []
+
+    def attach(self, app: Any) -> None:
+        from aiohttp import web
+
+        from server.openapi import endpoint_of
+
+        async def record(request: web.Request, response: web.StreamResponse) -> None:
+            match = request.match_info
+            if match.http_exception is not None or endpoint_of(match.handler) is None:
+                return  # no route (404/405 of the router), or an undocumented one (static)
+            if not isinstance(response, web.Response) or response.body is None:
+                return
+            if response.content_type not in ("application/json", "application/problem+json"):
+                return
+            path = match.route.resource.canonical if match.route.resource else request.path
+            body = response.body if isinstance(response.body, bytes) else b""
+            self.seen.append((path, request.method.lower(), response.status, body))
+
+        app.on_response_prepare.append(record)
+
+    def violations(self, spec: dict[str, Any]) -> list[str]:
+        import orjson
+        from jsonschema import Draft202012Validator
+
+        documented: dict[str, dict[str, Any]] = {}
+        for documented_path, operations in spec["paths"].items():  # /events and /events/ too
+            documented.setdefault(documented_path.rstrip("/") or "/", {}).update(operations)
+        found = []
+        for path, method, status, body in self.seen:
+            operation = documented.get(path.rstrip("/") or "/", {}).get(method)
+            where = f"{method.upper()} {path} -> {status}"
+            if operation is None:
+                found.append(f"{where}: the route is not in /openapi.json")
+                continue
+            response = operation["responses"].get(str(status))
+            if response is None:
+                found.append(f"{where}: this status is not documented for the route")
+                continue
+            content = response.get("content", {})
+            media = content.get("application/json") or content.get("application/problem+json")
+            if media is None:
+                found.append(f"{where}: documented without a JSON body, answered with one")
+                continue
+            schema = {**media["schema"], "components": spec.get("components", {})}
+            errors = sorted(Draft202012Validator(schema).iter_errors(orjson.loads(body)), key=str)
+            if errors:
+                found.append(f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}")
+        return found
