@@ -1,7 +1,10 @@
 -- name: insert_user :one
--- Registers a user (POST /users). A duplicate email, in any case, fails on users_email_key.
+-- Registers a user (POST /users); no row when the email is taken, in any case: users_email_key
+-- (lower(email)) decides, so of registrations racing with one email exactly one gets a row
+-- (the others wait for it to commit, then insert nothing).
 INSERT INTO users (name, email, password_hash)
 VALUES (:name, :email, :password_hash)
+ON CONFLICT ((lower(email))) DO NOTHING
 RETURNING id, name, email, created_at, updated_at;
 
 -- name: get_user_by_id :one
@@ -16,6 +19,15 @@ WHERE id = :user_id;
 SELECT id, name, email, password_hash, created_at, updated_at
 FROM users
 WHERE lower(email) = lower(:email);
+
+-- name: email_taken_by_other :value
+-- Whether another user has this email, in any case (PUT /users/{id} with an email, before the
+-- update; a change racing it still meets users_email_key). Served by users_email_key.
+SELECT EXISTS (
+    SELECT 1
+    FROM users
+    WHERE lower(email) = lower(:email) AND id <> :user_id
+) AS taken;
 
 -- name: update_user :one
 -- Partial update (PUT /users/{id}): a NULL argument keeps the column as it is; set_password

@@ -1,8 +1,10 @@
 """Who is calling: API tokens, passwords, and the authentication middleware.
 
 Tokens are 256-bit random strings; only their SHA-256 digest is stored, so a leaked table
-grants nothing. One indexed query per request resolves a token to its user. Passwords are
-hashed with argon2id (argon2-cffi) in a worker thread, so hashing never stalls the loop.
+grants nothing. One indexed query per request resolves a token to its caller
+(UsersRepository.caller_by_token). Passwords are hashed with argon2id (argon2-cffi) in a
+worker thread, so hashing never stalls the loop. The use cases that issue and revoke tokens
+are in users/service.py.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import uuid
-from dataclasses import dataclass
 
 from aiohttp import web
 from argon2 import PasswordHasher
@@ -19,16 +19,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from . import keys
 from .db import Runner
-from .errors import ApiError, Handler
+from .errors import ApiError, Handler, Unauthenticated
 from .openapi import endpoint_of
+from .users.models import Caller
+from .users.repository import UsersRepository
 
 TOKEN_BYTES = 32  # 256 bits
-
-
-@dataclass(frozen=True)
-class Caller:
-    id: uuid.UUID
-    token_hash: bytes
 
 
 def new_token() -> tuple[str, bytes]:
@@ -63,6 +59,7 @@ class Passwords:
 
 
 def unauthorized(detail: str) -> ApiError:
+    """The 401 for a request whose Authorization header is missing or malformed."""
     return ApiError(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -79,11 +76,10 @@ def _token_from(request: web.Request, allow_query: bool) -> str | None:
 
 
 async def authenticate(db: Runner, token: str) -> Caller | None:
+    """The caller a token names; None for one unknown, revoked or too long to be ours."""
     if len(token) > 256:
         return None
-    digest = token_digest(token)
-    row = await db.one("users.get_user_by_token", token_hash=digest)
-    return Caller(row["id"], digest) if row else None
+    return await UsersRepository(db).caller_by_token(token_digest(token))
 
 
 def caller(request: web.Request) -> Caller:
@@ -106,20 +102,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def caller_gone() -> ApiError:
-    """The 401 for a caller whose token or user went away while its request was running: the
-    answer it would have had a moment later."""
-    return unauthorized("the token is unknown or revoked")
-
-
-async def still_authenticated(request: web.Request) -> bool:
-    """Whether the caller's token is still valid (not revoked, its user not deleted)."""
-    row = await request.app[keys.db_key].one(
-        "users.get_user_by_token", token_hash=caller(request).token_hash
-    )
-    return row is not None
-
-
 async def require_caller(request: web.Request, *, allow_query: bool = False) -> Caller:
     """The caller the request's token names, or 401."""
     token = _token_from(request, allow_query=allow_query)
@@ -127,5 +109,5 @@ async def require_caller(request: web.Request, *, allow_query: bool = False) -> 
         raise unauthorized("this route needs 'Authorization: Bearer <token>'")
     found = await authenticate(request.app[keys.db_key], token)
     if found is None:
-        raise caller_gone()
+        raise Unauthenticated()
     return found

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
+from dataclasses import fields
 from typing import Any
 
 import pytest
 
 from server import keys
+from server.errors import Unauthenticated
+from server.users import service
+from server.users.models import User
 
 from .helpers import register
 from .test_errors import assert_problem
@@ -40,6 +46,40 @@ async def test_concurrent_registrations_with_one_email_give_one_201(client: Any)
     responses = await asyncio.gather(*(client.post("/users", json=body) for _ in range(10)))
     statuses = sorted(r.status for r in responses)
     assert statuses == [201] + [409] * 9
+
+
+async def test_a_taken_email_is_refused_by_the_use_case_not_the_database(
+    client: Any, caplog: Any
+) -> None:
+    # The middleware answers a users_email_key violation too, but logs it as something the
+    # service should have caught: a taken email is an everyday 409, refused before that.
+    ada = await register(client, email="taken@example.com")
+    await register(client, email="other@example.com")
+    body = {"name": "B", "email": "TAKEN@example.com"}
+    with caplog.at_level(logging.WARNING, logger="server.errors"):
+        responses = await asyncio.gather(*(client.post("/users", json=body) for _ in range(3)))
+        for response in responses:
+            await assert_problem(response, 409)
+        update = await client.put(
+            f"/users/{ada['id']}", json={"email": "Other@example.com"}, headers=ada["headers"]
+        )
+        await assert_problem(update, 409)
+        same = await client.put(
+            f"/users/{ada['id']}", json={"email": "Taken@Example.com"}, headers=ada["headers"]
+        )
+        assert same.status == 200  # one's own email in another case is no conflict
+    assert not [r for r in caplog.records if "database refused" in r.getMessage()]
+
+
+async def test_login_use_case_answers_a_user_without_its_password_hash(client: Any) -> None:
+    # Called directly, as the service has no HTTP in it.
+    user = await register(client, email="direct@example.com", password="a long password")
+    db, passwords = client.app[keys.db_key], client.app[keys.passwords_key]
+    new = await service.do_login(db, passwords, "Direct@example.com", "a long password")
+    assert new.user.id == uuid.UUID(user["id"]) and new.token != user["token"]
+    assert [f.name for f in fields(User)] == ["id", "name", "email", "created_at", "updated_at"]
+    with pytest.raises(Unauthenticated):
+        await service.do_login(db, passwords, "direct@example.com", "not the password")
 
 
 @pytest.mark.parametrize(

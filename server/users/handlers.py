@@ -1,20 +1,19 @@
-"""Handlers for /users and /auth/token."""
+"""HTTP for /users and /auth/token (API.md, "Authentication", "User"): parse, call the use
+case, render. Closing the streams of revoked tokens (streams.announce_revoked) needs the
+app, so it happens here, after the use case has committed and returned their digests."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 from aiohttp import web
 
 from .. import keys
-from ..auth import caller, caller_gone, new_token, unauthorized
-from ..fields import rfc3339
+from ..auth import caller
 from ..http import json_response, path_uuid, read_body
 from ..openapi import endpoint
-from ..policy import Action, enforce, user_decision
+from ..policy import Action
 from ..streams import announce_revoked
-from .repository import UsersRepository
+from ..work import writing_for
+from . import service
 from .schemas import (
     CreateUserSchema,
     LoginSchema,
@@ -22,33 +21,14 @@ from .schemas import (
     TokenSchema,
     UpdateUserSchema,
     UserSchema,
+    new_user_json,
+    token_json,
+    user_json,
 )
 
 _create = CreateUserSchema()
 _update = UpdateUserSchema()
 _login = LoginSchema()
-LOGIN_FAILED = "the email or the password is wrong"
-
-
-def user_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "email": row["email"],
-        "created_at": rfc3339(row["created_at"]),
-        "updated_at": rfc3339(row["updated_at"]),
-    }
-
-
-async def _existing_user(request: web.Request, action: Action) -> asyncpg.Record:
-    user_id = path_uuid(request, "user_id")
-    row = await UsersRepository(request.app[keys.db_key]).get(user_id)
-    if row is None:
-        if user_id == caller(request).id:  # the caller was deleted after its token was checked
-            raise caller_gone()
-        raise web.HTTPNotFound()
-    enforce(user_decision(caller(request).id, user_id, action), "user", action)
-    return row
 
 
 @endpoint(
@@ -60,15 +40,13 @@ async def _existing_user(request: web.Request, action: Action) -> asyncpg.Record
     errors=(409,),
 )
 async def create_user(request: web.Request) -> web.Response:
-    body = await read_body(request, _create)
-    password = body.get("password")
-    password_hash = await request.app[keys.passwords_key].hash(password) if password else None
-    token, digest = new_token()
-    async with request.app[keys.db_key].transaction() as tx:
-        users = UsersRepository(tx)
-        row = await users.create(body["name"], body["email"], password_hash)
-        await users.add_token(row["id"], digest)
-    return json_response({**user_json(row), "token": token}, status=201)
+    fields = await read_body(request, _create)
+    password_hash = await service.hash_password(
+        request.app[keys.passwords_key], fields.get("password")
+    )
+    async with writing_for(request) as work:
+        new = await service.do_create_user(work, fields["name"], fields["email"], password_hash)
+    return json_response(new_user_json(new), status=201)
 
 
 @endpoint(
@@ -80,27 +58,20 @@ async def create_user(request: web.Request) -> web.Response:
     errors=(401,),
 )
 async def create_token(request: web.Request) -> web.Response:
-    body = await read_body(request, _login)
-    db = request.app[keys.db_key]
-    row = await UsersRepository(db).login_row(body["email"])
-    ok = await request.app[keys.passwords_key].verify(
-        row["password_hash"] if row else None, body["password"]
+    credentials = await read_body(request, _login)
+    new = await service.do_login(
+        request.app[keys.db_key],
+        request.app[keys.passwords_key],
+        credentials["email"],
+        credentials["password"],
     )
-    if row is None or not ok:
-        raise unauthorized(LOGIN_FAILED)
-    token, digest = new_token()
-    # The password may have changed, or the user gone, while argon2 was verifying: then this
-    # login is as if it had started after that (401), and no token outlives the change.
-    if not await UsersRepository(db).add_login_token(row["id"], digest, row["password_hash"]):
-        raise unauthorized(LOGIN_FAILED)
-    return json_response({"token": token, "user": user_json(row)}, status=201)
+    return json_response(token_json(new), status=201)
 
 
 @endpoint(summary="Revoke the token this request carries", tag="users", responses={204: None})
 async def delete_token(request: web.Request) -> web.Response:
-    digest = caller(request).token_hash
-    await UsersRepository(request.app[keys.db_key]).revoke_token(digest)
-    announce_revoked(request.app, [digest])
+    revoked = await service.do_logout(request.app[keys.db_key], caller(request))
+    announce_revoked(request.app, revoked)
     return web.Response(status=204)
 
 
@@ -111,7 +82,10 @@ async def delete_token(request: web.Request) -> web.Response:
     errors=(404,),
 )
 async def get_user(request: web.Request) -> web.Response:
-    return json_response(user_json(await _existing_user(request, Action.READ)))
+    user_id = path_uuid(request, "user_id")
+    db = request.app[keys.db_key]
+    user = await service.access_user(db, caller(request).id, user_id, Action.READ)
+    return json_response(user_json(user))
 
 
 @endpoint(
@@ -122,23 +96,16 @@ async def get_user(request: web.Request) -> web.Response:
     errors=(403, 404, 409),
 )
 async def update_user(request: web.Request) -> web.Response:
-    row = await _existing_user(request, Action.UPDATE)
-    body = await read_body(request, _update)
-    password = body.get("password")
-    password_hash = await request.app[keys.passwords_key].hash(password) if password else None
+    user_id = path_uuid(request, "user_id")
     me = caller(request)
-    revoked: list[bytes] = []
-    async with request.app[keys.db_key].transaction() as tx:
-        users = UsersRepository(tx)
-        updated = await users.update(
-            row["id"], name=body.get("name"), email=body.get("email"), password_hash=password_hash
-        )
-        if updated is None:  # deleted meanwhile: only the user itself may update it
-            raise caller_gone()
-        if password_hash is not None:
-            revoked = await users.revoke_other_tokens(row["id"], keep=me.token_hash)
-    if revoked:
-        announce_revoked(request.app, revoked)
+    user = await service.access_user(request.app[keys.db_key], me.id, user_id, Action.UPDATE)
+    changes = await read_body(request, _update)
+    password_hash = await service.hash_password(
+        request.app[keys.passwords_key], changes.get("password")
+    )
+    async with writing_for(request) as work:
+        updated, revoked = await service.do_update_user(work, me, user, changes, password_hash)
+    announce_revoked(request.app, revoked)
     return json_response(user_json(updated))
 
 
@@ -150,8 +117,8 @@ async def update_user(request: web.Request) -> web.Response:
     errors=(403, 404),
 )
 async def delete_user(request: web.Request) -> web.Response:
-    row = await _existing_user(request, Action.DELETE)
-    async with request.app[keys.db_key].transaction() as tx:
-        revoked = await UsersRepository(tx).delete(row["id"])
+    user_id = path_uuid(request, "user_id")
+    async with writing_for(request) as work:
+        revoked = await service.do_delete_user(work, caller(request).id, user_id)
     announce_revoked(request.app, revoked)
     return web.Response(status=204)

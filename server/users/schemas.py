@@ -1,10 +1,16 @@
-"""Request and response schemas for users and tokens (API.md, "Authentication", "User")."""
+"""Schemas for users and tokens (API.md, "Authentication", "User"): marshmallow in and out,
+and the serializers beside the schemas they produce (tests/conftest.py checks every response
+body against the schema that /openapi.json documents for it). No password hash is ever
+rendered: the serializers take a User, which has none."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields
 
-from ..fields import EmailAddress, Text, UtcDateTime, example
+from ..fields import EmailAddress, Text, UtcDateTime, example, rfc3339
+from .models import NewToken, User
 
 
 class UserSchema(Schema):
@@ -40,3 +46,24 @@ class LoginSchema(Schema):
 class TokenSchema(Schema):
     token = fields.String(required=True)
     user = fields.Nested(UserSchema, required=True)
+
+
+def user_json(user: User) -> dict[str, Any]:
+    """A User as UserSchema documents it."""
+    return {
+        "id": str(user.id),
+        "name": user.name,
+        "email": user.email,
+        "created_at": rfc3339(user.created_at),
+        "updated_at": rfc3339(user.updated_at),
+    }
+
+
+def new_user_json(new: NewToken) -> dict[str, Any]:
+    """A registration's answer as NewUserSchema documents it: the user and its first token."""
+    return {**user_json(new.user), "token": new.token}
+
+
+def token_json(new: NewToken) -> dict[str, Any]:
+    """A login's answer as TokenSchema documents it."""
+    return {"token": new.token, "user": user_json(new.user)}
