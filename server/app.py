@@ -19,6 +19,9 @@ from .broker import Broker, Publisher, connect
 from .db import Database, create_pool, redact_url
 from .errors import error_middleware
 from .events import handlers as events
+from .feed import handlers as feed
+from .feed.repository import ValuesRepository
+from .feed.writer import FeedWriter
 from .health import health
 from .metrics import Metrics, metrics_handler
 from .middleware import observe_middleware
@@ -32,9 +35,6 @@ from .sql import Queries
 from .sse import refusal_middleware
 from .streams import StreamRegistry
 from .users import handlers as users
-from .values import handlers as values
-from .values.repository import ValuesRepository
-from .values.writer import FeedWriter
 from .watch import StreamWatch
 from .wire import FEED_CHANNEL
 
@@ -87,9 +87,9 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
     add("GET", "/docs", openapi.docs, "docs")
     app.router.add_static("/docs/static", openapi.swagger_static_dir(), name="docs_static")
     # The value feed (LiveDataStream-compatible)
-    add("POST", "/add-value/", values.add_value, "add_value")
-    add("GET", "/events/", values.feed_events, "feed_events")
-    add("GET", "/values", values.list_values, "list_values")
+    add("POST", "/add-value/", feed.add_value, "add_value")
+    add("GET", "/events/", feed.feed_events, "feed_events")
+    add("GET", "/values", feed.list_values, "list_values")
     # Users and authentication
     add("POST", "/users", users.create_user, "create_user")
     add("GET", "/users/{user_id}", users.get_user, "get_user")

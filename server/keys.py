@@ -11,10 +11,10 @@ if TYPE_CHECKING:
     from .auth import Caller, Passwords  # noqa: F401
     from .broker import Broker, Publisher  # noqa: F401
     from .db import Database  # noqa: F401
+    from .feed.writer import FeedWriter  # noqa: F401
     from .metrics import Metrics  # noqa: F401
     from .settings import Settings  # noqa: F401
     from .streams import StreamRegistry  # noqa: F401
-    from .values.writer import FeedWriter  # noqa: F401
     from .watch import StreamWatch  # noqa: F401
 
 settings_key = web.AppKey["Settings"]("settings")

@@ -52,8 +52,8 @@ class QueryFileError(ValueError):
 
 @dataclass(frozen=True)
 class Query:
-    name: str  # "<file stem>.<statement name>", e.g. "values.insert_values"
-    path: str  # "queries/values.sql"
+    name: str  # "<file stem>.<statement name>", e.g. "feed.insert_values"
+    path: str  # "queries/feed.sql"
     doc: str
     sql: str  # the text sent to PostgreSQL, with $n parameters
     params: tuple[str, ...]

@@ -25,10 +25,11 @@ import uuid
 from collections.abc import Callable
 
 from .db import Runner, is_unavailable
+from .feed.frames import value_frame
+from .feed.repository import ValuesRepository
 from .notifications.frames import notification_frame
 from .notifications.repository import NotificationsRepository
 from .streams import REPLAY_PAGE, StreamRegistry
-from .values.repository import ValuesRepository
 from .wire import FEED_CHANNEL, channel_user
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,8 @@ class StreamWatch:
             if not positions:
                 return
             reads.inc()
-            rows = await repo.frames_after(min(positions), REPLAY_PAGE, budget)
+            found = await repo.after(min(positions), REPLAY_PAGE, budget)
+            rows = [(value_id, value_frame(value_id, value)) for value_id, value in found]
             complete = len(rows) < REPLAY_PAGE and sum(len(f) for _, f in rows) < budget
             hub.deliver_rows(rows, complete=True)
             if complete:

@@ -14,8 +14,8 @@ from server import broker as broker_module
 from server import keys
 from server.broker import Broker, Publisher, connect
 from server.embedded import RedisProcess
+from server.feed.repository import ValuesRepository
 from server.notifications.repository import NotificationsRepository
-from server.values.repository import ValuesRepository
 from server.wire import NEWS_MAX_BYTES, decode_news
 
 from .helpers import TcpProxy, metric, open_stream, postgres_address, proxied_url, register

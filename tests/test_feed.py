@@ -113,8 +113,8 @@ async def test_too_old_last_event_id_gets_reset(client: Any) -> None:
     from datetime import timedelta
 
     from server import keys
+    from server.feed.repository import ValuesRepository
     from server.retention import prune_older_than
-    from server.values.repository import ValuesRepository
 
     for i in range(4):
         await post_value(client, f"v{i}")

@@ -159,18 +159,18 @@ async def test_hot_feed_queries_use_the_primary_key(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         values = [f"value {i}" for i in range(10_000)]
-        insert = queries["values.insert_values"]
+        insert = queries["feed.insert_values"]
         for _ in range(10):  # 100,000 rows
             await conn.fetch(insert.sql, *insert.args({"values": values}))
         await conn.execute("ANALYZE feed_values")
         for name, params in [
             (
-                "values.list_values_after",
+                "feed.list_values_after",
                 {"after_id": 50_000, "max_rows": 500, "max_bytes": 1 << 18},
             ),
-            ("values.list_values_before", {"before_id": 50_000, "max_rows": 51}),
-            ("values.get_feed_bounds", {}),
-            ("values.prune_values", {"cutoff": None, "batch_size": 10_000}),
+            ("feed.list_values_before", {"before_id": 50_000, "max_rows": 51}),
+            ("feed.get_feed_bounds", {}),
+            ("feed.prune_values", {"cutoff": None, "batch_size": 10_000}),
         ]:
             query = queries[name]
             statement = await conn.prepare(query.sql)

@@ -50,7 +50,7 @@ def test_a_statement_without_a_comment_is_refused(tmp_path: Path) -> None:
 
 def test_every_shipped_statement_is_named_and_documented() -> None:
     queries = Queries()
-    assert "values.insert_values" in queries
+    assert "feed.insert_values" in queries
     for query in queries.values():
         assert query.doc, query.name
         assert "$" not in query.doc
@@ -139,7 +139,7 @@ async def test_a_runner_refuses_a_statement_called_as_another_kind(database_url:
     try:
         runner = Runner(conn, Queries())
         with pytest.raises(TypeError, match=":one, not :many"):
-            await runner.many("values.get_feed_bounds")
-        assert (await runner.run("values.get_feed_bounds"))["newest_id"] == 0
+            await runner.many("feed.get_feed_bounds")
+        assert (await runner.run("feed.get_feed_bounds"))["newest_id"] == 0
     finally:
         await conn.close()
