@@ -16,21 +16,29 @@ RETURNING id, created_at;
 
 -- name: list_values_after :many
 -- Replay for GET /events/ and the stream watch: the values after an id, oldest first, at most
--- :max_rows of them and only as many as fit in :max_bytes of value text (always at least the
--- first), so a page held for a client that does not read stays small.
+-- :max_rows of them and only as many as fit in about :max_bytes of SSE frames (always at least
+-- the first), so a page held for a client that does not read stays small. A value's frame is
+-- its text plus "data: " and a line break per line, plus its id line.
 -- Range scan on feed_values_pkey; the running sum is over those few rows only.
 SELECT id, value
 FROM (
-    SELECT id, value, sum(octet_length(value)) OVER (ORDER BY id) AS running
+    SELECT
+        id,
+        value,
+        sum(frame_bytes) OVER (ORDER BY id) - frame_bytes AS before_bytes
     FROM (
-        SELECT id, value
+        SELECT
+            id,
+            value,
+            octet_length(value) + 7 * (regexp_count(value, E'\r\n|\r|\n') + 1) + 24
+                AS frame_bytes
         FROM feed_values
         WHERE id > :after_id
         ORDER BY id
         LIMIT :max_rows
     ) AS page
 ) AS sized
-WHERE running - octet_length(value) < :max_bytes
+WHERE before_bytes < :max_bytes
 ORDER BY id;
 
 -- name: list_values_before :many

@@ -49,17 +49,27 @@ ORDER BY seq;
 
 -- name: list_notifications_after_many :many
 -- The stream watch, while live news may be missing (Redis unreachable, a reconnect): for each
--- connected user, the notifications after the seq its streams stand at, at most :max_rows per
--- user; one statement for every user of the process. One range probe per user on
--- notifications_user_id_seq_key.
+-- connected user, the notifications after the seq its streams stand at, at most :max_rows and
+-- about :max_bytes of data per user (always at least one); one statement for every user of
+-- the process. One range probe per user on notifications_user_id_seq_key.
 SELECT n.id, n.user_id, n.seq, n.type, n.data, n.read_at, n.created_at
 FROM unnest(:user_ids::uuid[], :after_seqs::bigint[]) AS wanted (user_id, after_seq)
 CROSS JOIN LATERAL (
-    SELECT id, user_id, seq, type, data, read_at, created_at
-    FROM notifications
-    WHERE user_id = wanted.user_id AND seq > wanted.after_seq
-    ORDER BY seq
-    LIMIT :max_rows
+    SELECT page.id, page.user_id, page.seq, page.type, page.data, page.read_at, page.created_at
+    FROM (
+        SELECT
+            id, user_id, seq, type, data, read_at, created_at,
+            sum(octet_length(data::text)) OVER (ORDER BY seq) - octet_length(data::text)
+                AS before_bytes
+        FROM (
+            SELECT id, user_id, seq, type, data, read_at, created_at
+            FROM notifications
+            WHERE user_id = wanted.user_id AND seq > wanted.after_seq
+            ORDER BY seq
+            LIMIT :max_rows
+        ) AS rows
+    ) AS page
+    WHERE page.before_bytes < :max_bytes
 ) AS n
 ORDER BY n.user_id, n.seq;
 
@@ -111,33 +121,35 @@ WHERE id = :notification_id
 RETURNING id, user_id, seq, type, data, read_at, created_at;
 
 -- name: prune_notifications :exec
--- Retention, per user by seq: deletes up to :batch_size notifications created before :cutoff,
--- oldest first, but only those below the user's first notification created at or after
--- :cutoff. created_at is when a transaction started and seq follows commit order, so they
--- can disagree; this keeps each user's kept seqs one contiguous range (no hole a resuming
--- client would skip). Candidates from notifications_created_at_idx; each user's first young
--- seq from notifications_user_id_seq_key. Called in a loop until it deletes fewer.
+-- Retention, per user by seq: takes up to :batch_size notifications created before :cutoff,
+-- oldest first, and for each user among them deletes every notification up to the highest
+-- seq taken, but only below the user's first notification created at or after :cutoff.
+-- created_at is when a transaction started and seq follows commit order, so they can
+-- disagree; deleting only such prefixes keeps each user's kept seqs one contiguous range (no
+-- hole a resuming client would skip), whatever a run deletes. Candidates from
+-- notifications_created_at_idx; each user's rows and first young seq from
+-- notifications_user_id_seq_key. Called in a loop until it deletes fewer than :batch_size.
 WITH old AS (
-    SELECT id, user_id, seq
+    SELECT user_id, seq
     FROM notifications
     WHERE created_at < :cutoff
     ORDER BY created_at
     LIMIT :batch_size
 ),
-first_young AS (
+per_user AS (
     SELECT
-        u.user_id,
+        old.user_id,
+        max(old.seq) AS upto,
         (
             SELECT min(y.seq)
             FROM notifications AS y
-            WHERE y.user_id = u.user_id AND y.created_at >= :cutoff
-        ) AS seq
-    FROM (SELECT DISTINCT user_id FROM old) AS u
-)
-DELETE FROM notifications
-WHERE id IN (
-    SELECT old.id
+            WHERE y.user_id = old.user_id AND y.created_at >= :cutoff
+        ) AS first_young
     FROM old
-    JOIN first_young USING (user_id)
-    WHERE first_young.seq IS NULL OR old.seq < first_young.seq
-);
+    GROUP BY old.user_id
+)
+DELETE FROM notifications AS n
+USING per_user
+WHERE n.user_id = per_user.user_id
+    AND n.seq <= per_user.upto
+    AND (per_user.first_young IS NULL OR n.seq < per_user.first_young);

@@ -165,9 +165,9 @@ async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         cap=sse_capacity(settings),
         # Every process serves the feed: its channel stays subscribed, streams or not.
         pinned={FEED_CHANNEL},
-        catch_up=lambda: catch_up_all(app),
+        read_missed=lambda: read_missed(app),
     )
-    broker = Broker(client, settings.redis_prefix, registry.deliver, lambda: catch_up_all(app))
+    broker = Broker(client, settings.redis_prefix, registry.deliver, registry.news_missed)
     publisher = Publisher(client, settings.redis_prefix)
     app[keys.redis_key] = client
     app[keys.broker_key] = broker
@@ -183,9 +183,9 @@ async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
-def catch_up_all(app: web.Application) -> None:
-    """Live news may have been lost (a reconnect, a resync): every stream reads PostgreSQL,
-    through the watch's one query per kind (before it runs, there are no streams)."""
+def read_missed(app: web.Application) -> None:
+    """Live news may have been lost: the live streams read PostgreSQL through the watch's one
+    query per kind (before the watch runs, there are no streams)."""
     watch = app.get(keys.watch_key)
     if watch is not None:
         watch.kick()
@@ -204,6 +204,10 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
         db,
         heartbeat=settings.sse_heartbeat_seconds,
         news_missing=lambda: not broker.live or publisher.failing,
+        publishing_fails=lambda: publisher.failing,
+        listen_dsn=settings.database_url,
+        # One deployment's processes share it (they share the Redis prefix too).
+        channel=f"news_missing {settings.redis_prefix[:48]}".strip(),
     )
     watch.start()
     jobs = [

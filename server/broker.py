@@ -184,6 +184,8 @@ class Broker:
             finally:
                 self.connected = False
                 self._pubsub = None
+                if pubsub.connection is not None:  # it goes back to the pool without our hook
+                    pubsub.connection.deregister_connect_callback(self._reconnected)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             self._ready.set()  # startup does not wait for a Redis that is down
@@ -299,6 +301,7 @@ class Publisher:
                         await self._wakeup.wait()
             batch = self._take_batch()
             resync = self._resync
+            dropped_before = self.dropped
             if resync:
                 batch.append((control, RESYNC))
             if not batch:
@@ -311,7 +314,8 @@ class Publisher:
                         for channel, payload in batch:
                             pipe.publish(channel, payload)
                         await pipe.execute()
-                if resync:
+                # News dropped while this batch was on its way is not covered by its resync.
+                if resync and self.dropped == dropped_before:
                     self._resync = False
                     log.info("redis publish works again; every process re-reads its streams")
             except (RedisError, OSError) as exc:

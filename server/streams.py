@@ -159,6 +159,16 @@ class Stream:
             self._closed_task.cancel()
 
 
+def frames_from(frames: bytes, event_id: int) -> bytes | None:
+    """The frames from the one with ``id: event_id`` on (every frame starts with its id line,
+    and no data line can: each is prefixed), or None when it is not among them."""
+    marker = b"id: %d\n" % event_id
+    if frames.startswith(marker):
+        return frames
+    at = frames.find(b"\n\n" + marker)
+    return frames[at + 2 :] if at >= 0 else None
+
+
 class Hub:
     """The local streams of one channel."""
 
@@ -182,9 +192,15 @@ class Hub:
             sent = stream.last_sent
             if last <= sent:
                 continue
+            data = raw
             if first != sent + 1:
-                stream.leave_live()
-                continue
+                # News that partly overlaps what the stream has (a PostgreSQL read got there
+                # first) goes on from the next id; a gap sends it to read PostgreSQL.
+                tail = frames_from(raw, sent + 1) if first <= sent else None
+                if tail is None:
+                    stream.leave_live()
+                    continue
+                data = tail
             transport = stream.transport
             if transport.is_closing():
                 stream.cut("client gone")
@@ -194,7 +210,10 @@ class Hub:
                 self.metrics.slow_disconnects.inc()
                 stream.cut(f"slow consumer, over {limit} bytes unsent")
                 continue
-            transport.write(framed if stream.chunked else raw)
+            if data is raw:
+                transport.write(framed if stream.chunked else raw)
+            else:
+                transport.write(chunk(data) if stream.chunked else data)
             stream.last_sent = last
             delivered += 1
         if delivered:
@@ -213,13 +232,15 @@ class Hub:
         ``complete``: nothing newer was left unread; if something was, every live stream is
         behind and reads the rest itself."""
         if rows:
+            # Pieces also end every queue_bytes, so a reader that stopped is cut between them.
             cuts = {p + 1 for p in self.positions()}
-            start = 0
+            start = size = 0
             for i in range(1, len(rows) + 1):
-                if i == len(rows) or rows[i][0] in cuts:
+                size += len(rows[i - 1][1])
+                if i == len(rows) or rows[i][0] in cuts or size >= self.queue_bytes:
                     frames = b"".join(frame for _, frame in rows[start:i])
                     self.deliver(rows[start][0], rows[i - 1][0], frames)
-                    start = i
+                    start, size = i, 0
         if not complete:
             for stream in self.streams:
                 if stream.live:
@@ -242,10 +263,10 @@ class StreamRegistry:
         unsubscribe: Callable[[str], Awaitable[None]],
         cap: int,
         pinned: frozenset[str] | set[str] = frozenset(),
-        catch_up: Callable[[], None] | None = None,
+        read_missed: Callable[[], None] | None = None,
     ) -> None:
-        """``catch_up``: what to do when live news may have been lost ("resync"); by default
-        every stream re-reads PostgreSQL on its own."""
+        """``read_missed``: the bulk read of PostgreSQL for the live streams when news may have
+        been lost (the stream watch); by default every stream re-reads on its own."""
         self.settings = settings
         self.metrics = metrics
         self.hubs: dict[str, Hub] = {}
@@ -260,7 +281,7 @@ class StreamRegistry:
         # Per-channel locks, dropped by the garbage collector once no coroutine holds one.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.stopping = False
-        self._catch_up_all = catch_up or self.catch_up_all
+        self._read_missed = read_missed or self.catch_up_all
 
     def deliver(self, channel: str, payload: bytes) -> None:
         if channel == CONTROL_CHANNEL:
@@ -279,7 +300,7 @@ class StreamRegistry:
     def _control(self, payload: bytes) -> None:
         verb, digests = decode_control(payload)
         if verb == RESYNC:
-            self._catch_up_all()
+            self.news_missed()
         elif verb == REVOKE:
             self.close_tokens(digests)
 
@@ -293,8 +314,18 @@ class StreamRegistry:
             for stream in list(self._by_token.get(digest, ())):
                 stream.end("its token was revoked")
 
+    def news_missed(self) -> None:
+        """Live news may have been lost (a reconnect, a resync): streams still replaying read
+        PostgreSQL once more before going live (what they read may predate the lost news), and
+        the live ones get the bulk read."""
+        for hub in self.hubs.values():
+            for stream in hub.streams:
+                if not stream.live:
+                    stream.dirty = True
+        self._read_missed()
+
     def catch_up_all(self) -> None:
-        """After the broker reconnects: messages may have been lost, re-read PostgreSQL."""
+        """Every stream re-reads PostgreSQL on its own."""
         for hub in self.hubs.values():
             hub.catch_up_all()
 
@@ -489,6 +520,8 @@ class StreamRegistry:
             piece: list[bytes] = []
             size = total = 0
             for i, (row_id, frame) in enumerate(rows):
+                if stream.closed:  # revoked or cut while its page was being written
+                    return
                 piece.append(frame)
                 size += len(frame)
                 if size >= budget or i == len(rows) - 1:

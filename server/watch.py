@@ -23,6 +23,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
+
+import asyncpg
 
 from .db import Runner, is_unavailable
 from .feed.frames import value_frame
@@ -46,11 +49,25 @@ class StreamWatch:
         db: Runner,
         heartbeat: float,
         news_missing: Callable[[], bool],
+        *,
+        publishing_fails: Callable[[], bool] = lambda: False,
+        listen_dsn: str | None = None,
+        channel: str = "news_missing",
     ) -> None:
+        """``news_missing``: this process may miss live news (its broker is not live, or its
+        publisher failing). ``publishing_fails``: this process cannot publish, so the others
+        miss its news: it tells them through PostgreSQL (NOTIFY ``channel``), which every
+        process LISTENs to on a connection of its own to ``listen_dsn``."""
         self.registry = registry
         self.db = db
         self.heartbeat = heartbeat
         self.news_missing = news_missing
+        self.publishing_fails = publishing_fails
+        self.listen_dsn = listen_dsn
+        self.channel = channel
+        self.heard = 0  # "news missing" notices from other processes (for tests)
+        self._listener: asyncpg.Connection | None = None
+        self._listen_task: asyncio.Task[None] | None = None
         self.polls = 0  # reads done because news was missing (for tests and benchmarks)
         self._kicked = False
         self._wake = asyncio.Event()
@@ -64,16 +81,54 @@ class StreamWatch:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="stream-watch")
+        if self.listen_dsn:
+            self._listen_task = asyncio.create_task(self._listen(), name="stream-watch-listen")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._listen_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._listen_task = None
+
+    async def _listen(self) -> None:
+        """Keep one connection LISTENing for other processes' "news missing" notices."""
+        assert self.listen_dsn
+        while True:
+            ended = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self.listen_dsn, timeout=5)
+                try:
+                    conn.add_termination_listener(lambda _, ended=ended: ended.set())
+                    await conn.add_listener(self.channel, self._heard)
+                    self._listener = conn
+                    while not ended.is_set() and not conn.is_closed():
+                        # A dead peer is only noticed when written to (asyncpg #519).
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(self.heartbeat):
+                                await ended.wait()
+                        if not ended.is_set():
+                            await Runner(conn, self.db.queries).value("health.ping")
+                finally:
+                    self._listener = None
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=1)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("stream watch: LISTEN connection failed")
+            await asyncio.sleep(2.0)
+
+    def _heard(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        """Another process cannot publish: its news reaches no stream through Redis."""
+        self.heard += 1
+        self.registry.news_missed()
 
     async def _run(self) -> None:
         next_token_check = time.monotonic() + self.heartbeat
+        next_poll = next_notice = 0.0
         polling = False
         while True:
             wait = max(0.0, min(POLL_INTERVAL, next_token_check - time.monotonic()))
@@ -90,21 +145,36 @@ class StreamWatch:
                     )
                 else:
                     log.info("live news is back: streams follow Redis again")
+            if self.publishing_fails() and time.monotonic() >= next_notice:
+                next_notice = time.monotonic() + POLL_INTERVAL
+                try:
+                    await self.db.value("streams.notify_news_missing", channel=self.channel)
+                except Exception as exc:
+                    self._failed(exc)
             kicked, self._kicked = self._kicked, False
-            try:
-                if kicked or missing:
+            if kicked or (missing and time.monotonic() >= next_poll):
+                next_poll = time.monotonic() + POLL_INTERVAL
+                try:
                     await self.poll()
-                if time.monotonic() >= next_token_check:
-                    next_token_check = time.monotonic() + self.heartbeat
+                except Exception as exc:
+                    self._kicked = self._kicked or kicked  # a catch-up still owed: try again
+                    self._failed(exc)
+            # Due whatever the poll did: a poll failing (PostgreSQL away) must neither skip it
+            # nor leave the wait above at zero.
+            if time.monotonic() >= next_token_check:
+                next_token_check = time.monotonic() + self.heartbeat
+                try:
                     await self.check_tokens()
-            except Exception as exc:
-                self._kicked = self._kicked or kicked  # a catch-up still owed: try again
-                now = time.monotonic()
-                if not is_unavailable(exc):
-                    log.exception("stream watch failed; trying again")
-                elif now - self._last_warning > 30:
-                    self._last_warning = now
-                    log.warning("stream watch: database unavailable (%s)", type(exc).__name__)
+                except Exception as exc:
+                    self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if not is_unavailable(exc):
+            log.exception("stream watch failed; trying again")
+        elif now - self._last_warning > 30:
+            self._last_warning = now
+            log.warning("stream watch: database unavailable (%s)", type(exc).__name__)
 
     async def poll(self) -> None:
         """One read of the feed and one of every connected user's notifications."""
@@ -130,7 +200,10 @@ class StreamWatch:
             hub.deliver_rows(rows, complete=True)
             if complete:
                 return
-        hub.deliver_rows([], complete=False)
+        # More than FEED_PAGES pages behind: read on at once rather than sending every stream
+        # to read on its own.
+        self._kicked = True
+        self._wake.set()
 
     async def _poll_users(self) -> None:
         hubs = {}
@@ -146,10 +219,12 @@ class StreamWatch:
         if not positions:
             return
         self.registry.metrics.fallback_reads.labels("users").inc()
-        found = await NotificationsRepository(self.db).after_many(positions, USER_PAGE)
+        budget = self.registry.settings.sse_queue_bytes
+        found = await NotificationsRepository(self.db).after_many(positions, USER_PAGE, budget)
         for user_id, notifications in found.items():
             rows = [(n.seq, notification_frame(n)) for n in notifications]
-            hubs[user_id].deliver_rows(rows, complete=len(rows) < USER_PAGE)
+            complete = len(rows) < USER_PAGE and sum(len(f) for _, f in rows) < budget
+            hubs[user_id].deliver_rows(rows, complete=complete)
 
     async def check_tokens(self) -> None:
         """End the streams whose token no longer exists (revoked, or its user deleted)."""

@@ -45,15 +45,17 @@ class NotificationsRepository:
         return [Notification.from_row(r) for r in rows]
 
     async def after_many(
-        self, positions: dict[uuid.UUID, int], limit: int
+        self, positions: dict[uuid.UUID, int], limit: int, max_bytes: int
     ) -> dict[uuid.UUID, list[Notification]]:
-        """For each user, the notifications after its seq (at most ``limit`` each), one query."""
+        """For each user, the notifications after its seq (at most ``limit`` and about
+        ``max_bytes`` each), in one query."""
         users = list(positions)
         rows = await self.db.many(
             "notifications.list_notifications_after_many",
             user_ids=users,
             after_seqs=[positions[u] for u in users],
             max_rows=limit,
+            max_bytes=max_bytes,
         )
         found: dict[uuid.UUID, list[Notification]] = {}
         for r in rows:
