@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -247,3 +250,55 @@ class ResponseContract:
             if errors:
                 found.append(f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}")
         return found
+
+
+PROBLEM = "application/problem+json"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status == status, await response.text()
+    assert response.content_type == PROBLEM
+    body = await response.json()
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    assert body["title"] and body["detail"]
+    text = str(body).lower()
+    assert "traceback" not in text and "select" not in text and "insert" not in text
+    return body
+
+
+async def send(
+    client: Any, sender: dict[str, Any], targets: list[str], message: str = "hi", **extra: Any
+) -> Any:
+    body: dict[str, Any] = {"user_ids": targets, "message": message, **extra}
+    return await client.post("/sse/send-message", json=body, headers=sender["headers"])
+
+
+async def user_stream(client: Any, user: dict[str, Any], **headers: str) -> EventStream:
+    return await open_stream(client, f"/sse/{user['id']}", headers={**user["headers"], **headers})
+
+
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "run.py"), *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
+
+
+async def assert_uses_index(
+    conn: Any, name: str, params: dict[str, Any], index: str, table: str
+) -> None:
+    """The plan of queries/ statement ``name`` reads ``index`` and never scans ``table`` whole
+    (the check DBAs rely on when they tune the SQL files)."""
+    from server.sql import Queries
+
+    query = Queries()[name]
+    statement = await conn.prepare(query.sql)
+    plan = str(await statement.explain(*query.args(params)))
+    assert index in plan, (name, plan)
+    assert f"Seq Scan on {table}" not in plan, (name, plan)

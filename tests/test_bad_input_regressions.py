@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import register
-from .test_errors import assert_problem
+from .helpers import assert_problem, register
 
 EVENT = {"title": "Team Meeting", "start_date": "2024-01-15T10:00:00Z",
          "end_date": "2024-01-15T11:00:00Z"}  # fmt: skip

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import register
-from .test_errors import assert_problem
+from .helpers import assert_problem, register
 
 
 def cursor_of(position: Any) -> str:

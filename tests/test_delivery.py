@@ -18,8 +18,16 @@ from server.feed.repository import ValuesRepository
 from server.notifications.repository import NotificationsRepository
 from server.wire import NEWS_MAX_BYTES, decode_news
 
-from .helpers import TcpProxy, metric, open_stream, postgres_address, proxied_url, register
-from .test_notifications import send, user_stream
+from .helpers import (
+    TcpProxy,
+    metric,
+    open_stream,
+    postgres_address,
+    proxied_url,
+    register,
+    send,
+    user_stream,
+)
 
 
 async def commit_unannounced_notification(client: Any, user_id: str, text: str) -> None:

@@ -6,19 +6,7 @@ from typing import Any
 
 import pytest
 
-PROBLEM = "application/problem+json"
-
-
-async def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    assert response.content_type == PROBLEM
-    body = await response.json()
-    assert body["status"] == status
-    assert body["type"] == "about:blank"
-    assert body["title"] and body["detail"]
-    text = str(body).lower()
-    assert "traceback" not in text and "select" not in text and "insert" not in text
-    return body
+from .helpers import assert_problem
 
 
 async def test_malformed_json_is_400(client: Any) -> None:

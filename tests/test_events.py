@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import register
-from .test_errors import assert_problem
+from .helpers import assert_problem, register
 
 MEETING = {
     "title": "Team Meeting",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -15,6 +13,8 @@ from server.db import Runner
 from server.migrations import MIGRATIONS_DIR, MigrationError, load_migrations, migrate
 from server.schema import dump_schema
 from server.sql import Queries
+
+from .helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,17 +26,6 @@ async def applied_versions(url: str) -> list[int]:
         return [r["version"] for r in rows]
     finally:
         await conn.close()
-
-
-async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "run.py"), *args,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode()
 
 
 async def test_migrate_is_idempotent(empty_database_url: str) -> None:

@@ -13,25 +13,20 @@ import asyncpg
 import pytest
 
 from server import keys
-from server.embedded import RedisProcess
 from server.notifications.repository import NotificationsRepository
 from server.retention import prune_older_than
 from server.sql import Queries
 from server.work import writing
 
-from .helpers import EventStream, metric, open_stream, register
-from .test_errors import assert_problem
-
-
-async def send(
-    client: Any, sender: dict[str, Any], targets: list[str], message: str = "hi", **extra: Any
-) -> Any:
-    body: dict[str, Any] = {"user_ids": targets, "message": message, **extra}
-    return await client.post("/sse/send-message", json=body, headers=sender["headers"])
-
-
-async def user_stream(client: Any, user: dict[str, Any], **headers: str) -> EventStream:
-    return await open_stream(client, f"/sse/{user['id']}", headers={**user["headers"], **headers})
+from .helpers import (
+    assert_problem,
+    assert_uses_index,
+    metric,
+    open_stream,
+    register,
+    send,
+    user_stream,
+)
 
 
 async def test_message_frames_carry_seq_type_and_the_notification(client: Any) -> None:
@@ -227,26 +222,6 @@ async def test_stream_on_one_instance_writes_on_the_other(make_client: Any) -> N
     assert json.loads(event.data)["data"]["message"] == "across"
 
 
-async def test_redis_restart_mid_stream_loses_nothing(make_client: Any) -> None:
-    redis = RedisProcess().start()
-    try:
-        reader = await make_client(redis_url=redis.url)
-        writer = await make_client(redis_url=redis.url)
-        ada = await register(writer)
-        bob = await register(writer)
-        stream = await user_stream(reader, bob)
-        await send(writer, ada, [bob["id"]], "before")
-        assert (await stream.take(1))[0].id == "1"
-        redis.stop()
-        for i in range(4):
-            assert (await send(writer, ada, [bob["id"]], f"during {i}")).status == 202
-        redis = RedisProcess(port=redis.port).start()
-        events = await stream.take(4, timeout=15)
-        assert [e.id for e in events] == ["2", "3", "4", "5"]
-    finally:
-        redis.stop()
-
-
 async def test_revoking_the_token_closes_its_open_stream(make_client: Any) -> None:
     client = await make_client()
     other = await make_client()  # a second instance: the revocation reaches it through Redis
@@ -375,11 +350,7 @@ async def test_notification_reads_use_their_indexes_on_100000_rows(database_url:
             ("notifications.get_notification_bounds", {"user_id": user},
              "notifications_user_id_seq_key"),
         ]:  # fmt: skip
-            query = queries[name]
-            statement = await conn.prepare(query.sql)
-            plan = str(await statement.explain(*query.args(params)))
-            assert index in plan, (name, plan)
-            assert "Seq Scan on notifications" not in plan, (name, plan)
+            await assert_uses_index(conn, name, params, index, "notifications")
     finally:
         await conn.close()
 

@@ -21,7 +21,7 @@ from server.middleware import AccessLogger, observe_middleware, redact_query
 from server.settings import Settings
 from server.sql import Queries
 
-from .helpers import metric
+from .helpers import assert_uses_index, metric
 
 
 async def test_health_reports_both_dependencies(client: Any) -> None:
@@ -172,11 +172,7 @@ async def test_hot_feed_queries_use_the_primary_key(database_url: str) -> None:
             ("feed.get_feed_bounds", {}),
             ("feed.prune_values", {"cutoff": None, "batch_size": 10_000}),
         ]:
-            query = queries[name]
-            statement = await conn.prepare(query.sql)
-            plan = str(await statement.explain(*query.args(params)))
-            assert "feed_values_pkey" in plan, (name, plan)
-            assert "Seq Scan on feed_values" not in plan, (name, plan)
+            await assert_uses_index(conn, name, params, "feed_values_pkey", "feed_values")
     finally:
         await conn.close()
 

@@ -9,7 +9,7 @@ import pytest
 
 from server.sql import QUERIES_DIR, Queries, QueryFileError, parse_file
 
-from .test_migrations import run_cli
+from .helpers import run_cli
 
 
 def write(tmp_path: Path, text: str, name: str = "things.sql") -> Path:

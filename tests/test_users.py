@@ -15,8 +15,7 @@ from server.errors import Unauthenticated
 from server.users import service
 from server.users.models import User
 
-from .helpers import register
-from .test_errors import assert_problem
+from .helpers import assert_problem, register
 
 
 async def test_register_without_password_as_the_old_client_did(client: Any) -> None:
