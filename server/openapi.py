@@ -80,20 +80,15 @@ _ERROR_TEXT = {
 }
 
 
-# Request schemas whose module gives its fields no example (kept here rather than let Swagger
-# UI make one up from the patterns): schema name -> a body.
-_FALLBACK_EXAMPLES: dict[str, dict[str, Any]] = {}
-
-
 def request_example(schema: type[Schema]) -> dict[str, Any]:
-    """A whole request body for /docs: each field's ``example`` metadata (fields without one
-    are left out of the example), or the fallback for the schema."""
+    """A whole request body for /docs from each field's ``example`` metadata (fields without
+    one are left out of the example)."""
     body = {
         name: field.metadata["example"]
         for name, field in schema().fields.items()
         if "example" in field.metadata
     }
-    return body or dict(_FALLBACK_EXAMPLES.get(_schema_name(schema), {}))
+    return body
 
 
 def _schema_name(schema: type[Schema] | Schema) -> str:
@@ -130,14 +125,7 @@ def build_spec(app: web.Application, title: str, version: str) -> dict[str, Any]
         paths.setdefault(path, {})[route.method.lower()] = operation
     for path, operations in sorted(paths.items()):
         spec.path(path=path, operations=operations)
-    document = spec.to_dict()
-    schemas = document.get("components", {}).get("schemas", {})
-    for name, body in _FALLBACK_EXAMPLES.items():  # the schema view shows them too
-        properties = schemas.get(name, {}).get("properties", {})
-        for key, value in body.items():
-            if key in properties:
-                properties[key].setdefault("example", value)
-    return document
+    return spec.to_dict()
 
 
 def _operation(info: Endpoint, path: str) -> dict[str, Any]:

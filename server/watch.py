@@ -33,6 +33,7 @@ from .feed.repository import ValuesRepository
 from .notifications.frames import notification_frame
 from .notifications.repository import NotificationsRepository
 from .streams import REPLAY_PAGE, StreamRegistry
+from .users.repository import UsersRepository
 from .wire import FEED_CHANNEL, channel_user
 
 log = logging.getLogger(__name__)
@@ -231,8 +232,7 @@ class StreamWatch:
         digests = self.registry.token_hashes()
         if not digests:
             return
-        valid = await self.db.value("users.find_valid_token_hashes", token_hashes=digests)
-        gone = set(digests) - set(valid or ())
+        gone = set(digests) - await UsersRepository(self.db).valid_token_hashes(digests)
         if gone:
             log.info("stream watch: %d revoked tokens still had open streams", len(gone))
             self.registry.close_tokens(list(gone))

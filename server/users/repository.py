@@ -98,3 +98,8 @@ class UsersRepository:
         ends."""
         rows = await self.db.many("users.lock_existing_users", user_ids=user_ids)
         return {r["id"] for r in rows}
+
+    async def valid_token_hashes(self, token_hashes: list[bytes]) -> set[bytes]:
+        """Which of these token digests still exist (not revoked, their user not deleted)."""
+        found = await self.db.value("users.find_valid_token_hashes", token_hashes=token_hashes)
+        return set(found or ())
