@@ -71,6 +71,36 @@ CREATE TABLE schema_migrations (
 );
 ALTER TABLE schema_migrations ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 
+CREATE TABLE task_members (
+    task_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    role text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+ALTER TABLE task_members ADD CONSTRAINT task_members_pkey PRIMARY KEY (task_id, user_id);
+ALTER TABLE task_members ADD CONSTRAINT task_members_role_check CHECK ((role = ANY (ARRAY['maintainer'::text, 'collaborator'::text])));
+
+CREATE TABLE tasks (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    event_id uuid NOT NULL,
+    parent_id uuid,
+    title text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    duration_minutes integer NOT NULL,
+    completed boolean DEFAULT false NOT NULL,
+    completed_at timestamp with time zone,
+    created_by uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+ALTER TABLE tasks ADD CONSTRAINT tasks_completed_check CHECK ((completed = (completed_at IS NOT NULL)));
+ALTER TABLE tasks ADD CONSTRAINT tasks_description_check CHECK ((char_length(description) <= 10000));
+ALTER TABLE tasks ADD CONSTRAINT tasks_duration_minutes_check CHECK (((duration_minutes >= 1) AND (duration_minutes <= 525600)));
+ALTER TABLE tasks ADD CONSTRAINT tasks_event_id_id_key UNIQUE (event_id, id);
+ALTER TABLE tasks ADD CONSTRAINT tasks_parent_id_check CHECK ((parent_id <> id));
+ALTER TABLE tasks ADD CONSTRAINT tasks_pkey PRIMARY KEY (id);
+ALTER TABLE tasks ADD CONSTRAINT tasks_title_check CHECK (((char_length(title) >= 1) AND (char_length(title) <= 200)));
+
 CREATE TABLE users (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     name text NOT NULL,
@@ -87,10 +117,18 @@ ALTER TABLE auth_tokens ADD CONSTRAINT auth_tokens_user_id_fkey FOREIGN KEY (use
 ALTER TABLE events ADD CONSTRAINT events_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE notification_counters ADD CONSTRAINT notification_counters_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE notifications ADD CONSTRAINT notifications_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
+ALTER TABLE task_members ADD CONSTRAINT task_members_task_id_fkey FOREIGN KEY (task_id) REFERENCES tasks(id) ON DELETE CASCADE;
+ALTER TABLE task_members ADD CONSTRAINT task_members_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
+ALTER TABLE tasks ADD CONSTRAINT tasks_created_by_fkey FOREIGN KEY (created_by) REFERENCES users(id) ON DELETE SET NULL;
+ALTER TABLE tasks ADD CONSTRAINT tasks_event_id_fkey FOREIGN KEY (event_id) REFERENCES events(id) ON DELETE CASCADE;
+ALTER TABLE tasks ADD CONSTRAINT tasks_parent_fkey FOREIGN KEY (event_id, parent_id) REFERENCES tasks(event_id, id) ON DELETE CASCADE;
 
 CREATE INDEX auth_tokens_user_id_idx ON public.auth_tokens USING btree (user_id);
 CREATE INDEX events_user_id_start_date_idx ON public.events USING btree (user_id, start_date, id);
 CREATE INDEX notifications_created_at_idx ON public.notifications USING btree (created_at);
 CREATE INDEX notifications_unread_idx ON public.notifications USING btree (user_id, seq) WHERE (read_at IS NULL);
 CREATE UNIQUE INDEX notifications_user_id_seq_key ON public.notifications USING btree (user_id, seq);
+CREATE INDEX task_members_user_id_idx ON public.task_members USING btree (user_id, task_id) INCLUDE (role);
+CREATE INDEX tasks_created_by_idx ON public.tasks USING btree (created_by);
+CREATE INDEX tasks_parent_id_idx ON public.tasks USING btree (parent_id) INCLUDE (duration_minutes);
 CREATE UNIQUE INDEX users_email_key ON public.users USING btree (lower(email));
