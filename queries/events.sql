@@ -7,21 +7,30 @@ RETURNING id, user_id, title, description, start_date, end_date, created_at, upd
 -- name: get_event_access :one
 -- One event and whether the caller is a member of any of its tasks: everything an access
 -- decision on it needs (GET/PUT/DELETE /events/{id}, /events/{id}/tasks), in one statement.
--- events_pkey. Until tasks exist nobody is a member (the tasks issue adds the membership
--- lookup, and with it the caller's id).
-SELECT id, user_id, title, description, start_date, end_date, created_at, updated_at,
-    false AS caller_is_member
-FROM events
-WHERE id = :event_id;
+-- events_pkey; membership: the caller's memberships by task_members_user_id_idx, each
+-- task's event by tasks_pkey.
+SELECT e.id, e.user_id, e.title, e.description, e.start_date, e.end_date, e.created_at,
+    e.updated_at,
+    EXISTS (
+        SELECT 1 FROM task_members AS m JOIN tasks AS t ON t.id = m.task_id
+        WHERE m.user_id = :caller_id AND t.event_id = e.id
+    ) AS caller_is_member
+FROM events AS e
+WHERE e.id = :event_id;
 
 -- name: get_event_access_for_update :one
 -- The same, locking the event row until the transaction ends, for a change that depends on
--- what was read (PUT checks the new dates against the stored ones). events_pkey.
-SELECT id, user_id, title, description, start_date, end_date, created_at, updated_at,
-    false AS caller_is_member
-FROM events
-WHERE id = :event_id
-FOR NO KEY UPDATE;
+-- what was read (PUT checks the new dates against the stored ones). events_pkey,
+-- task_members_user_id_idx, tasks_pkey.
+SELECT e.id, e.user_id, e.title, e.description, e.start_date, e.end_date, e.created_at,
+    e.updated_at,
+    EXISTS (
+        SELECT 1 FROM task_members AS m JOIN tasks AS t ON t.id = m.task_id
+        WHERE m.user_id = :caller_id AND t.event_id = e.id
+    ) AS caller_is_member
+FROM events AS e
+WHERE e.id = :event_id
+FOR NO KEY UPDATE OF e;
 
 -- name: update_event :one
 -- Partial update (PUT /events/{id}): NULL keeps a column. The dates CHECK is the last line

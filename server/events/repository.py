@@ -25,13 +25,15 @@ class EventsRepository:
         assert row is not None
         return Event.from_row(row)
 
-    async def access(self, event_id: uuid.UUID, *, lock: bool = False) -> EventAccess | None:
-        """The event and whether the caller is a member of its tasks (none exist yet); None
-        when no such event.
+    async def access(
+        self, event_id: uuid.UUID, caller_id: uuid.UUID, *, lock: bool = False
+    ) -> EventAccess | None:
+        """The event and whether the caller is a member of any of its tasks; None when no
+        such event.
         ``lock``: hold the event row until the transaction ends (for a change that depends
         on what was read)."""
         name = "events.get_event_access_for_update" if lock else "events.get_event_access"
-        row = await self.db.one(name, event_id=event_id)
+        row = await self.db.one(name, event_id=event_id, caller_id=caller_id)
         if row is None:
             return None
         return EventAccess(Event.from_row(row), row["caller_is_member"])

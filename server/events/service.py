@@ -24,7 +24,7 @@ async def access_event(
 ) -> Event:
     """The event, if the caller may do ``action`` to it: NotFound when it does not exist or
     the caller may not know it does, Forbidden when the caller sees it but may not do that."""
-    found = await EventsRepository(db).access(event_id, lock=lock)
+    found = await EventsRepository(db).access(event_id, caller_id, lock=lock)
     if found is None:
         raise NotFound("no such event")
     facts = EventFacts(owner_id=found.event.user_id, caller_is_member=found.caller_is_member)
