@@ -34,6 +34,7 @@ from .settings import Settings
 from .sql import Queries
 from .sse import refusal_middleware
 from .streams import StreamRegistry
+from .tasks import handlers as tasks
 from .users import handlers as users
 from .watch import StreamWatch
 from .wire import FEED_CHANNEL
@@ -103,7 +104,21 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
     add("GET", "/events/{event_id}", events.get_event, "get_event")
     add("PUT", "/events/{event_id}", events.update_event, "update_event")
     add("DELETE", "/events/{event_id}", events.delete_event, "delete_event")
-    add("GET", "/events/{event_id}/tasks", events.list_event_tasks, "list_event_tasks")
+    add("GET", "/events/{event_id}/tasks", tasks.list_event_tasks, "list_event_tasks")
+    # Tasks
+    add("POST", "/tasks", tasks.create_task, "create_task")
+    add("GET", "/tasks/{task_id}", tasks.get_task, "get_task")
+    add("PUT", "/tasks/{task_id}", tasks.update_task, "update_task")
+    add("DELETE", "/tasks/{task_id}", tasks.delete_task, "delete_task")
+    add("PATCH", "/tasks/{task_id}/completion", tasks.set_completion, "set_task_completion")
+    add("POST", "/tasks/{task_id}/collaborators", tasks.add_collaborator, "add_collaborator")
+    add("GET", "/tasks/{task_id}/collaborators", tasks.list_collaborators, "list_collaborators")
+    add(
+        "DELETE",
+        "/tasks/{task_id}/collaborators/{user_id}",
+        tasks.remove_collaborator,
+        "remove_collaborator",
+    )
     # Notifications and per-user streams (send-message first: "/sse/{user_id}" would match it)
     add("POST", "/sse/send-message", notifications.send_message, "send_message")
     add("GET", "/sse/{user_id}", notifications.user_stream, "user_stream")

@@ -120,6 +120,17 @@ CONSTRAINTS: dict[str, tuple[int, str | None, str]] = {
     "events_description_check":            (422, "description", "must be at most 10000 characters"),
     "events_dates_check":                  (422, "end_date",    "must not be before start_date"),
     "feed_values_value_check":             (422, "value",       "must be 1 to 10000 characters"),
+    "tasks_event_id_fkey":                 (422, "event_id",    "no such event"),
+    "tasks_parent_fkey":                   (422, "parent_id",   "must be a task of the same event"),
+    "tasks_parent_id_check":               (422, "parent_id",   "must not be the task itself"),
+    "tasks_created_by_fkey":               (401, None,          "the token is unknown or revoked"),
+    "tasks_title_check":                   (422, "title",       "must be 1 to 200 characters"),
+    "tasks_description_check":             (422, "description", "must be at most 10000 characters"),
+    "tasks_duration_minutes_check":        (422, "duration_minutes", "must be from 1 to 525600"),
+    "task_members_pkey":                   (409, None,          "the user is already a direct member of this task"),  # noqa: E501
+    "task_members_task_id_fkey":           (422, "task_id",     "no such task"),
+    "task_members_user_id_fkey":           (422, "user_id",     "no such user"),
+    "task_members_role_check":             (422, "role",        "must be maintainer or collaborator"),  # noqa: E501
 }  # fmt: skip
 # SQLSTATE classes without a constraint to name: a value PostgreSQL cannot hold (22) or too
 # large for an index (54) is 422; the database away (08, 53, 57P01-03) is 503 (db.py decides

@@ -154,8 +154,9 @@ def _operation(info: Endpoint, path: str) -> dict[str, Any]:
         response: dict[str, Any] = {"description": HTTPStatus(status).phrase}
         if info.stream and status == 200:
             response["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
-        elif schema is not None:
-            response["content"] = {"application/json": {"schema": schema}}
+        elif schema is not None:  # an error with members of its own is still a problem
+            media_type = "application/problem+json" if status >= 400 else "application/json"
+            response["content"] = {media_type: {"schema": schema}}
         responses[str(status)] = response
     errors = set(info.errors) | {503}
     if info.body is not None:

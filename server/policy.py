@@ -3,7 +3,8 @@
 Every decision is a pure function of facts already loaded (ids, ownership, membership), so
 the rules are testable on their own. ``HIDDEN`` becomes 404 (never reveal that something
 exists to someone who may not see it); ``FORBIDDEN`` becomes 403 (they can see it, they may
-not do this). The task issues extend it with roles on tasks.
+not do this). Tasks decide from the caller's role, derived when read (queries/tasks.sql): the
+highest of maintainer > collaborator reaching the task, the event owner being maintainer.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ class Action(enum.Enum):
     LIST_TASKS = "list_tasks"  # an event's tasks
     READ_NOTIFICATIONS = "read_notifications"  # a user's own notifications
     OPEN_STREAM = "open_stream"  # a user's own notification stream
+    CREATE_TASK = "create_task"  # a top-level task of an event
+    CREATE_SUBTASK = "create_subtask"  # a subtask of a task (or moving a task under it)
+    COMPLETE = "complete"  # complete or reopen a task
+    ADD_COLLABORATOR = "add_collaborator"
+    LIST_COLLABORATORS = "list_collaborators"
+    REMOVE_COLLABORATOR = "remove_collaborator"
 
 
 def user_decision(caller_id: uuid.UUID, user_id: uuid.UUID, action: Action) -> Decision:
@@ -54,6 +61,45 @@ def event_decision(caller_id: uuid.UUID, event: EventFacts, action: Action) -> D
     return Decision.FORBIDDEN
 
 
+MAINTAINER, COLLABORATOR = "maintainer", "collaborator"
+ROLE_RANK = {COLLABORATOR: 1, MAINTAINER: 2}
+
+# The least role each action on a task needs (API.md, "Task").
+TASK_ACTION_NEEDS: dict[Action, str] = {
+    Action.READ: COLLABORATOR,
+    Action.COMPLETE: COLLABORATOR,
+    Action.LIST_COLLABORATORS: COLLABORATOR,
+    Action.UPDATE: MAINTAINER,
+    Action.DELETE: MAINTAINER,
+    Action.CREATE_SUBTASK: MAINTAINER,
+    Action.ADD_COLLABORATOR: MAINTAINER,
+    Action.REMOVE_COLLABORATOR: MAINTAINER,
+}
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    role: str | None  # the caller's role reaching the task; None: none (an outsider)
+
+
+def task_decision(task: TaskFacts, action: Action) -> Decision:
+    """An outsider does not know the task exists; a member does what its role allows."""
+    if task.role is None:
+        return Decision.HIDDEN
+    if ROLE_RANK[task.role] >= ROLE_RANK[TASK_ACTION_NEEDS[action]]:
+        return Decision.ALLOW
+    return Decision.FORBIDDEN
+
+
+def collaborator_removal_decision(
+    caller_id: uuid.UUID, user_id: uuid.UUID, task: TaskFacts
+) -> Decision:
+    """A maintainer removes anyone's role on the task; a member may always drop its own."""
+    if task.role is not None and caller_id == user_id:
+        return Decision.ALLOW
+    return task_decision(task, Action.REMOVE_COLLABORATOR)
+
+
 # What a 403 says, by what was addressed and what the caller tried: the words fit the action.
 FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
     ("user", Action.UPDATE): "you may only change your own account",
@@ -63,6 +109,18 @@ FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
     ("user", Action.OPEN_STREAM): "you may only open your own notification stream",
     ("event", Action.UPDATE): "only the event's owner may change it",
     ("event", Action.DELETE): "only the event's owner may delete it",
+    ("event", Action.CREATE_TASK): "only the event's owner may create or move top-level tasks",
+    ("task", Action.UPDATE): "only a maintainer of the task may change it",
+    ("task", Action.DELETE): "only a maintainer of the task may delete it",
+    (
+        "task",
+        Action.CREATE_SUBTASK,
+    ): "only a maintainer of the parent task may put subtasks under it",
+    ("task", Action.ADD_COLLABORATOR): "only a maintainer of the task may add collaborators",
+    (
+        "task",
+        Action.REMOVE_COLLABORATOR,
+    ): "only a maintainer of the task, or the collaborator itself, may remove a role",
 }
 
 

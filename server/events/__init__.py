@@ -1,1 +1,1 @@
-"""Events: POST/GET/PUT/DELETE /events, GET /events/{id}/tasks."""
+"""Events: POST/GET/PUT/DELETE /events (their tasks are listed by server/tasks)."""

@@ -10,7 +10,6 @@ from ..http import (
     bad_cursor,
     decode_cursor,
     json_response,
-    page,
     page_limit,
     page_of,
     path_uuid,
@@ -25,7 +24,6 @@ from .schemas import (
     CreateEventSchema,
     EventPageSchema,
     EventSchema,
-    TaskPageSchema,
     UpdateEventSchema,
     event_json,
     event_position,
@@ -89,21 +87,6 @@ async def delete_event(request: web.Request) -> web.Response:
     async with writing_for(request) as work:
         await service.do_delete_event(work, caller(request).id, event_id)
     return web.Response(status=204)
-
-
-@endpoint(
-    summary="The tasks of an event that you can see, each with parent_id",
-    tag="events",
-    responses={200: TaskPageSchema},
-    errors=(404, 422),
-    query={"limit": "1..200, default 50", "cursor": "from the previous page's next"},
-)
-async def list_event_tasks(request: web.Request) -> web.Response:
-    event_id = path_uuid(request, "event_id")
-    db = request.app[keys.db_key]
-    await service.access_event(db, caller(request).id, event_id, Action.LIST_TASKS)
-    limit = page_limit(request)
-    return json_response(page([], limit, None))  # tasks arrive with the tasks issue
 
 
 @endpoint(

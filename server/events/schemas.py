@@ -60,11 +60,6 @@ class UpdateEventSchema(Schema):
         check_dates(data.get("start_date"), data.get("end_date"))
 
 
-class TaskPageSchema(Schema):
-    items = fields.List(fields.Dict(), required=True)
-    next = fields.String(required=True, allow_none=True)
-
-
 def event_json(event: Event) -> dict[str, Any]:
     """An Event as EventSchema documents it."""
     return {

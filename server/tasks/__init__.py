@@ -1,0 +1,1 @@
+"""Tasks: POST/GET/PUT/DELETE /tasks, completion, collaborators, GET /events/{id}/tasks."""
