@@ -132,17 +132,20 @@ LIMIT :max_rows;
 -- One page of the users holding a role on a task (GET /tasks/{id}/collaborators), by user_id
 -- after :after_user_id (the nil UUID for the first page): granted on the task itself or
 -- inherited from an ancestor, each user once with the highest role and, in task_id, the
--- nearest task that grants it. Walks up by tasks_pkey, memberships by task_members_pkey,
--- names by users_pkey.
+-- nearest task that grants it. Walks up by tasks_pkey into one array (nearest first), whose
+-- memberships are one probe each on task_members_pkey; names by users_pkey.
 WITH RECURSIVE path (id, parent_id, depth) AS (
-    SELECT id, parent_id, 0 FROM tasks WHERE id = :task_id
+    SELECT id, parent_id, 1 FROM tasks WHERE id = :task_id
     UNION ALL
     SELECT up.id, up.parent_id, path.depth + 1 FROM tasks AS up JOIN path ON up.id = path.parent_id
+), chain AS (
+    SELECT array_agg(id ORDER BY depth) AS ids FROM path
 ), roles AS (
     SELECT DISTINCT ON (m.user_id) m.user_id, m.role, m.task_id
-    FROM path
-    JOIN task_members AS m ON m.task_id = path.id
-    ORDER BY m.user_id, (m.role = 'maintainer') DESC, path.depth
+    FROM task_members AS m
+    WHERE m.task_id = any((SELECT ids FROM chain)::uuid[])
+    ORDER BY m.user_id, (m.role = 'maintainer') DESC,
+        array_position((SELECT ids FROM chain)::uuid[], m.task_id)
 )
 SELECT r.user_id, u.name, r.role, r.task_id
 FROM roles AS r
@@ -153,14 +156,17 @@ LIMIT :max_rows;
 
 -- name: list_task_member_ids :many
 -- Every user a role reaches a task by (the recipients of its task_update notifications): the
--- members of the task and its ancestors, and the event's owner. Walks up by tasks_pkey,
--- memberships by task_members_pkey, the owner by events_pkey.
+-- members of the task and its ancestors, and the event's owner. Walks up by tasks_pkey into
+-- one array, whose memberships are one probe each on task_members_pkey; the owner by
+-- events_pkey.
 WITH RECURSIVE path (id, parent_id) AS (
     SELECT id, parent_id FROM tasks WHERE id = :task_id
     UNION
     SELECT up.id, up.parent_id FROM tasks AS up JOIN path ON up.id = path.parent_id
 )
-SELECT m.user_id FROM path JOIN task_members AS m ON m.task_id = path.id
+SELECT m.user_id
+FROM task_members AS m
+WHERE m.task_id = any(ARRAY(SELECT id FROM path))
 UNION
 SELECT e.user_id FROM tasks AS t JOIN events AS e ON e.id = t.event_id WHERE t.id = :task_id;
 

@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from server.openapi import SPEC_KEY
 from server.settings import Settings
 from server.sql import Queries
 
-from .helpers import ResponseContract, with_database
+from .helpers import ResponseContract, add_role, create_event, create_task, register, with_database
 
 
 @pytest.fixture(scope="session")
@@ -164,3 +165,41 @@ def make_client(settings: Settings, aiohttp_client: Any) -> Iterator[MakeClient]
 @pytest.fixture
 async def client(make_client: MakeClient) -> TestClient[Any, Any]:
     return await make_client()
+
+
+@dataclass
+class TaskTree:
+    """An event with a task tree, and one user for each way of reaching its ``leaf``::
+
+    root (600 min)                 owner: the event's owner (maintainer of everything)
+    |- mid (300)                   inherited: maintainer of mid, so of leaf
+    |  `- leaf (60)                maintainer: maintainer of leaf itself
+    `- sibling (100)               collaborator: collaborator of mid, so of leaf
+                                   outsider: no role; newcomer: no role (to be added)
+    """
+
+    event_id: str
+    tasks: dict[str, dict[str, Any]]
+    users: dict[str, dict[str, Any]]
+
+    def headers(self, actor: str) -> dict[str, str]:
+        return {} if actor == "anonymous" else dict(self.users[actor]["headers"])
+
+
+@pytest.fixture
+async def task_tree(client: TestClient[Any, Any]) -> TaskTree:
+    users = {
+        name: await register(client, name.capitalize())
+        for name in ("owner", "inherited", "maintainer", "collaborator", "outsider", "newcomer")
+    }
+    owner = users["owner"]
+    event = await create_event(client, owner)
+    root = await create_task(client, owner, event["id"], 600, title="Root")
+    mid = await create_task(client, owner, event["id"], 300, root["id"], title="Mid")
+    leaf = await create_task(client, owner, event["id"], 60, mid["id"], title="Leaf")
+    sibling = await create_task(client, owner, event["id"], 100, root["id"], title="Sibling")
+    await add_role(client, owner, mid["id"], users["inherited"], "maintainer")
+    await add_role(client, owner, leaf["id"], users["maintainer"], "maintainer")
+    await add_role(client, owner, mid["id"], users["collaborator"], "collaborator")
+    tasks = {"root": root, "mid": mid, "leaf": leaf, "sibling": sibling}
+    return TaskTree(event["id"], tasks, users)

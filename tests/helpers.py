@@ -302,3 +302,35 @@ async def assert_uses_index(
     plan = str(await statement.explain(*query.args(params)))
     assert index in plan, (name, plan)
     assert f"Seq Scan on {table}" not in plan, (name, plan)
+
+
+async def create_event(client: Any, user: dict[str, Any], title: str = "Offsite") -> dict[str, Any]:
+    body = {
+        "title": title,
+        "start_date": "2024-01-15T10:00:00Z",
+        "end_date": "2024-01-15T18:00:00Z",
+    }
+    response = await client.post("/events", json=body, headers=user["headers"])
+    assert response.status == 201, await response.text()
+    return dict(await response.json())
+
+
+async def create_task(
+    client: Any, user: dict[str, Any], event_id: str, minutes: int, parent_id: str | None = None,
+    title: str = "Task",
+) -> dict[str, Any]:  # fmt: skip
+    body = {"event_id": event_id, "parent_id": parent_id, "title": title,
+            "duration_minutes": minutes}  # fmt: skip
+    response = await client.post("/tasks", json=body, headers=user["headers"])
+    assert response.status == 201, await response.text()
+    return dict(await response.json())
+
+
+async def add_role(
+    client: Any, by: dict[str, Any], task_id: str, user: dict[str, Any], role: str
+) -> None:
+    response = await client.post(
+        f"/tasks/{task_id}/collaborators", json={"user_id": user["id"], "role": role},
+        headers=by["headers"],
+    )  # fmt: skip
+    assert response.status == 201, await response.text()
