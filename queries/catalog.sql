@@ -6,31 +6,36 @@ FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE c.relkind = 'i' AND n.nspname = 'public';
 
--- name: list_schema_columns :many
--- `run.py schema` (migrations/schema.sql): every column of every table in the public schema,
--- in table then column order, with its type, NOT NULL and default. Catalog scan of
+-- name: list_schema_tables :many
+-- `run.py schema` (migrations/schema.sql): each table of the public schema as a CREATE TABLE
+-- statement (columns in order, with type, default and NOT NULL), by name. Catalog scan of
 -- pg_attribute through pg_attribute_relid_attnum_index; small, run by hand and in one test.
 SELECT
     c.relname AS table_name,
-    a.attname AS column_name,
-    format_type(a.atttypid, a.atttypmod) AS column_type,
-    a.attnotnull AS not_null,
-    pg_get_expr(d.adbin, d.adrelid) AS default_expr
+    'CREATE TABLE ' || c.relname || E' (\n' || string_agg(
+        '    ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+        || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+        || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END,
+        E',\n' ORDER BY a.attnum
+    ) || E'\n);' AS statement
 FROM pg_class AS c
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef AS d ON d.adrelid = c.oid AND d.adnum = a.attnum
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-ORDER BY c.relname, a.attnum;
+GROUP BY c.relname
+ORDER BY c.relname;
 
 -- name: list_schema_constraints :many
 -- `run.py schema`: every primary key, unique, foreign key, check and exclusion constraint of
--- the public schema by table and name, as PostgreSQL prints it (NOT NULL, which PostgreSQL 18
--- also lists here, is already in the columns). Catalog scan of pg_constraint.
+-- the public schema as an ALTER TABLE statement, by table and name, as PostgreSQL prints it
+-- (NOT NULL, which PostgreSQL 18 also lists here, is already in the tables); foreign keys are
+-- marked so the file can add them after every table. Catalog scan of pg_constraint.
 SELECT
     c.relname AS table_name,
-    con.conname AS constraint_name,
-    pg_get_constraintdef(con.oid) AS definition
+    con.contype = 'f' AS is_foreign_key,
+    'ALTER TABLE ' || c.relname || ' ADD CONSTRAINT ' || con.conname || ' '
+        || pg_get_constraintdef(con.oid) || ';' AS statement
 FROM pg_constraint AS con
 JOIN pg_class AS c ON c.oid = con.conrelid
 JOIN pg_namespace AS n ON n.oid = c.relnamespace

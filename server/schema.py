@@ -21,35 +21,21 @@ HEADER = """\
 
 
 async def dump_schema(db: Runner) -> str:
-    columns = await db.many("catalog.list_schema_columns")
+    """The schema file's text: what the catalog queries print, in an order that runs as it
+    reads (tables with their own constraints, then foreign keys, indexes, routines)."""
+    tables = await db.many("catalog.list_schema_tables")
     constraints = await db.many("catalog.list_schema_constraints")
     indexes = await db.many("catalog.list_schema_indexes")
     routines = await db.many("catalog.list_schema_routines")
 
-    by_table: defaultdict[str, list[str]] = defaultdict(list)
-    for c in columns:
-        line = f"    {c['column_name']} {c['column_type']}"
-        if c["default_expr"] is not None:
-            line += f" DEFAULT {c['default_expr']}"
-        if c["not_null"]:
-            line += " NOT NULL"
-        by_table[c["table_name"]].append(line)
-    table_constraints: defaultdict[str, list[str]] = defaultdict(list)
-    foreign_keys = []
+    own: defaultdict[str, list[str]] = defaultdict(list)
     for c in constraints:
-        line = (
-            f"ALTER TABLE {c['table_name']} ADD CONSTRAINT {c['constraint_name']} "
-            f"{c['definition']};"
-        )
-        if c["definition"].startswith("FOREIGN KEY"):
-            foreign_keys.append(line)  # after every table, so the file runs as it reads
-        else:
-            table_constraints[c["table_name"]].append(line)
+        if not c["is_foreign_key"]:
+            own[c["table_name"]].append(c["statement"])
+    foreign_keys = [c["statement"] for c in constraints if c["is_foreign_key"]]
 
     parts = [HEADER.rstrip("\n")]
-    for table in sorted(by_table):
-        block = f"CREATE TABLE {table} (\n" + ",\n".join(by_table[table]) + "\n);"
-        parts.append("\n".join([block, *table_constraints[table]]))
+    parts += ["\n".join([t["statement"], *own[t["table_name"]]]) for t in tables]
     for group in (foreign_keys, [f"{i['definition']};" for i in indexes]):
         if group:
             parts.append("\n".join(group))
