@@ -57,6 +57,16 @@ async def finish(task: asyncio.Task[None], grace: float) -> None:
         log.error("task %s ended with %r", task.get_name(), task.exception())
 
 
+def end_if_cancelled() -> None:
+    """redis-py can swallow a cancel that lands inside its connect or SUBSCRIBE: the task stays
+    marked as cancelling yet runs on, and a loop talking to Redis would then never end (a
+    SIGTERM during startup hung the process this way). Each such loop calls this once a round,
+    so that one cancel always ends it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Broker:
     """Subscribes the channels that local streams want and hands each message to ``deliver``.
 
@@ -154,11 +164,13 @@ class Broker:
         first = True
         failures = 0
         while True:
+            end_if_cancelled()
             pubsub = self.client.pubsub()
             try:
                 # A control channel keeps the connection open even with no stream subscribed.
                 self._owed_catch_up = True
                 await self._subscribe_all(pubsub)
+                end_if_cancelled()
                 # Any later reconnect of this connection, ours or redis-py's, owes a catch-up.
                 assert pubsub.connection is not None  # subscribing connected it
                 pubsub.connection.register_connect_callback(self._reconnected)
@@ -195,6 +207,7 @@ class Broker:
         next_ping = self.last_heard + PING_INTERVAL
         prefix_len = len(self.prefix)
         while True:
+            end_if_cancelled()
             message = await pubsub.get_message(timeout=PING_INTERVAL)
             now = time.monotonic()
             if message is not None:
@@ -291,6 +304,7 @@ class Publisher:
     async def _run(self) -> None:
         control = self.prefix + CONTROL_CHANNEL
         while True:
+            end_if_cancelled()
             if not self._queue:
                 if self._stopping:
                     return

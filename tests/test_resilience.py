@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from server.broker import Broker, Publisher, connect
 from server.embedded import RedisProcess
 
 from .helpers import (
@@ -147,3 +148,33 @@ async def test_news_dropped_by_a_failed_publish_still_arrives(make_client: Any) 
     finally:
         await admin.aclose()
         redis.stop()
+
+
+async def test_one_cancel_ends_the_redis_tasks_wherever_their_handshake_is(redis_url: str) -> None:
+    """A SIGTERM during startup: aiohttp cancels every task once and waits for them all. redis-py
+    can swallow a cancel that lands inside its connect or SUBSCRIBE; a broker that then listened
+    on would hang the process until the supervisor killed it (CI, test_several_workers_share_
+    the_port). Whichever step the cancel lands on, one cancel must end either task."""
+
+    for steps in range(40):
+        client = connect(redis_url)
+        publisher = Publisher(client, f"cancel{steps}:")
+        publisher.start()
+        assert publisher._task is not None
+        publisher.publish("feed", b"news")  # its first publish connects
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        publisher._task.cancel()
+        done, _ = await asyncio.wait({publisher._task}, timeout=3)
+        await client.aclose()
+        assert done, f"a cancel after {steps} loop steps did not end the publisher"
+
+        client = connect(redis_url)
+        broker = Broker(client, f"cancel{steps}:", lambda c, p: None, lambda: None)
+        task = broker._task = asyncio.create_task(broker._run(), name="redis-broker")
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=3)
+        await client.aclose()
+        assert done, f"a cancel after {steps} loop steps did not end the broker"
