@@ -1,0 +1,160 @@
+"""Stories as lines: splitting, line changes (difflib's opcodes), applying them, and the
+unified diff of API.md ("revisions", "diff").
+
+A line ends after each LF ("\\n"), so a CRLF stays inside its line and a text without a final
+line break keeps its last line without one: ``"".join(split_lines(t)) == t`` for every text.
+Lines compare exactly, byte for byte. A *change* ``(start, end, lines)`` replaces the old
+lines ``start:end`` by ``lines`` (an insertion when ``start == end``, a deletion when
+``lines`` is empty); the changes of one diff are in order and never touch each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from difflib import SequenceMatcher
+from typing import Any
+
+Change = tuple[int, int, list[str]]
+Opcode = tuple[str, int, int, int, int]
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, each with its LF (a last line without one stays so)."""
+    if not text:
+        return []
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def changes(old: Sequence[str], new: Sequence[str]) -> list[Change]:
+    """The changes that turn ``old`` into ``new``: difflib's SequenceMatcher opcodes other
+    than "equal". The common first and last lines are set aside first (an edit of one line
+    of a long story compares one line, not the story); the lines between are matched."""
+    start, old_end, new_end = 0, len(old), len(new)
+    while start < old_end and start < new_end and old[start] == new[start]:
+        start += 1
+    while old_end > start and new_end > start and old[old_end - 1] == new[new_end - 1]:
+        old_end -= 1
+        new_end -= 1
+    if start == old_end and start == new_end:
+        return []
+    if start == old_end or start == new_end:
+        return [(start, old_end, list(new[start:new_end]))]
+    matcher = SequenceMatcher(None, old[start:old_end], new[start:new_end])
+    return [
+        (start + i1, start + i2, list(new[start + j1 : start + j2]))
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+        if tag != "equal"
+    ]
+
+
+def apply(old: Sequence[str], changed: Sequence[Change]) -> list[str]:
+    """``old`` with ``changed`` applied (changes in order, against ``old``'s positions)."""
+    out: list[str] = []
+    position = 0
+    for start, end, lines in changed:
+        out.extend(old[position:start])
+        out.extend(lines)
+        position = end
+    out.extend(old[position:])
+    return out
+
+
+def to_delta(changed: Sequence[Change]) -> list[list[Any]]:
+    """Changes as stored (story_revisions.delta): ``[start, end, "replacement text"]``."""
+    return [[start, end, "".join(lines)] for start, end, lines in changed]
+
+
+def from_delta(delta: Sequence[Sequence[Any]]) -> list[Change]:
+    """Stored changes back as changes. A replacement text splits into exactly the lines it was
+    joined from: each ends with LF but the last line of a story, which has nothing after it."""
+    return [(int(start), int(end), split_lines(text)) for start, end, text in delta]
+
+
+def opcodes(old_length: int, new_length: int, changed: Sequence[Change]) -> list[Opcode]:
+    """All of difflib's opcodes ("equal" included) from the changes alone."""
+    codes: list[Opcode] = []
+    i = j = 0
+    for start, end, lines in changed:
+        if start > i:
+            codes.append(("equal", i, start, j, j + start - i))
+            j += start - i
+        tag = "insert" if start == end else "delete" if not lines else "replace"
+        codes.append((tag, start, end, j, j + len(lines)))
+        i, j = end, j + len(lines)
+    if i < old_length or not codes:
+        codes.append(("equal", i, old_length, j, new_length))
+    return codes
+
+
+def _grouped(codes: list[Opcode], context: int) -> Iterator[list[Opcode]]:
+    """difflib.SequenceMatcher.get_grouped_opcodes, on opcodes already known."""
+    codes = list(codes)
+    if codes[0][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[0]
+        codes[0] = tag, max(i1, i2 - context), i2, max(j1, j2 - context), j2
+    if codes[-1][0] == "equal":
+        tag, i1, i2, j1, j2 = codes[-1]
+        codes[-1] = tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)
+    span = context + context
+    group: list[Opcode] = []
+    for tag, i1, i2, j1, j2 in codes:
+        if tag == "equal" and i2 - i1 > span:
+            group.append((tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context)))
+            yield group
+            group = []
+            i1, j1 = max(i1, i2 - context), max(j1, j2 - context)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        yield group
+
+
+def _range(start: int, stop: int) -> str:
+    """A hunk range as difflib's unified_diff writes it."""
+    beginning, length = start + 1, stop - start
+    if length == 1:
+        return str(beginning)
+    if not length:
+        beginning -= 1
+    return f"{beginning},{length}"
+
+
+def unified_diff(
+    old: Sequence[str],
+    new: Sequence[str],
+    fromfile: str,
+    tofile: str,
+    changed: Sequence[Change] | None = None,
+    context: int = 3,
+) -> str:
+    """difflib.unified_diff(old, new, fromfile, tofile, n=context) as one string, but for a
+    line without a final LF, which is followed by the line "\\ No newline at end of file" (as
+    diff and git write it) so that the diff can be applied back exactly. ``changed``, when
+    known (a stored delta), spares comparing the texts again. "" when nothing changed."""
+    if changed is None:
+        changed = changes(old, new)
+    if not changed:
+        return ""
+    out = [f"--- {fromfile}\n", f"+++ {tofile}\n"]
+
+    def lines(prefix: str, seq: Sequence[str]) -> None:
+        for line in seq:
+            out.append(prefix + line)
+            if not line.endswith("\n"):
+                out.append("\n\\ No newline at end of file\n")
+
+    for group in _grouped(opcodes(len(old), len(new), changed), context):
+        first, last = group[0], group[-1]
+        out.append(f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                lines(" ", old[i1:i2])
+                continue
+            if tag in ("replace", "delete"):
+                lines("-", old[i1:i2])
+            if tag in ("replace", "insert"):
+                lines("+", new[j1:j2])
+    return "".join(out)
