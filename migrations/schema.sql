@@ -61,7 +61,7 @@ CREATE TABLE notifications (
 );
 ALTER TABLE notifications ADD CONSTRAINT notifications_pkey PRIMARY KEY (id);
 ALTER TABLE notifications ADD CONSTRAINT notifications_seq_check CHECK ((seq > 0));
-ALTER TABLE notifications ADD CONSTRAINT notifications_type_check CHECK ((type = ANY (ARRAY['invite'::text, 'system'::text, 'story_update'::text, 'comment'::text, 'task_update'::text, 'message'::text])));
+ALTER TABLE notifications ADD CONSTRAINT notifications_type_check CHECK ((type = ANY (ARRAY['invite'::text, 'system'::text, 'story_update'::text, 'comment'::text, 'task_update'::text, 'message'::text, 'mention'::text])));
 
 CREATE TABLE schema_migrations (
     version integer NOT NULL,
@@ -70,6 +70,39 @@ CREATE TABLE schema_migrations (
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
 ALTER TABLE schema_migrations ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+CREATE TABLE stories (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    task_id uuid NOT NULL,
+    title text NOT NULL,
+    content text DEFAULT ''::text NOT NULL,
+    revision integer DEFAULT 1 NOT NULL,
+    author_id uuid,
+    snapshot_revision integer DEFAULT 1 NOT NULL,
+    chain_bytes integer DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+ALTER TABLE stories ADD CONSTRAINT stories_chain_bytes_check CHECK ((chain_bytes >= 0));
+ALTER TABLE stories ADD CONSTRAINT stories_content_check CHECK ((octet_length(content) <= 524288));
+ALTER TABLE stories ADD CONSTRAINT stories_pkey PRIMARY KEY (id);
+ALTER TABLE stories ADD CONSTRAINT stories_revision_check CHECK ((revision >= 1));
+ALTER TABLE stories ADD CONSTRAINT stories_snapshot_revision_check CHECK (((snapshot_revision >= 1) AND (snapshot_revision <= revision)));
+ALTER TABLE stories ADD CONSTRAINT stories_title_check CHECK (((char_length(title) >= 1) AND (char_length(title) <= 200)));
+
+CREATE TABLE story_revisions (
+    story_id uuid NOT NULL,
+    revision integer NOT NULL,
+    title text NOT NULL,
+    author_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    snapshot_revision integer NOT NULL,
+    content text,
+    delta jsonb
+);
+ALTER TABLE story_revisions ADD CONSTRAINT story_revisions_pkey PRIMARY KEY (story_id, revision);
+ALTER TABLE story_revisions ADD CONSTRAINT story_revisions_revision_check CHECK ((revision >= 1));
+ALTER TABLE story_revisions ADD CONSTRAINT story_revisions_snapshot_check CHECK ((((snapshot_revision >= 1) AND (snapshot_revision <= revision)) AND ((content IS NOT NULL) = (snapshot_revision = revision)) AND ((content IS NULL) = (delta IS NOT NULL))));
 
 CREATE TABLE task_members (
     task_id uuid NOT NULL,
@@ -117,6 +150,10 @@ ALTER TABLE auth_tokens ADD CONSTRAINT auth_tokens_user_id_fkey FOREIGN KEY (use
 ALTER TABLE events ADD CONSTRAINT events_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE notification_counters ADD CONSTRAINT notification_counters_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE notifications ADD CONSTRAINT notifications_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
+ALTER TABLE stories ADD CONSTRAINT stories_author_id_fkey FOREIGN KEY (author_id) REFERENCES users(id) ON DELETE SET NULL;
+ALTER TABLE stories ADD CONSTRAINT stories_task_id_fkey FOREIGN KEY (task_id) REFERENCES tasks(id) ON DELETE CASCADE;
+ALTER TABLE story_revisions ADD CONSTRAINT story_revisions_author_id_fkey FOREIGN KEY (author_id) REFERENCES users(id) ON DELETE SET NULL;
+ALTER TABLE story_revisions ADD CONSTRAINT story_revisions_story_id_fkey FOREIGN KEY (story_id) REFERENCES stories(id) ON DELETE CASCADE;
 ALTER TABLE task_members ADD CONSTRAINT task_members_task_id_fkey FOREIGN KEY (task_id) REFERENCES tasks(id) ON DELETE CASCADE;
 ALTER TABLE task_members ADD CONSTRAINT task_members_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE tasks ADD CONSTRAINT tasks_created_by_fkey FOREIGN KEY (created_by) REFERENCES users(id) ON DELETE SET NULL;
@@ -128,6 +165,9 @@ CREATE INDEX events_user_id_start_date_idx ON public.events USING btree (user_id
 CREATE INDEX notifications_created_at_idx ON public.notifications USING btree (created_at);
 CREATE INDEX notifications_unread_idx ON public.notifications USING btree (user_id, seq) WHERE (read_at IS NULL);
 CREATE UNIQUE INDEX notifications_user_id_seq_key ON public.notifications USING btree (user_id, seq);
+CREATE INDEX stories_author_id_idx ON public.stories USING btree (author_id);
+CREATE INDEX stories_task_id_idx ON public.stories USING btree (task_id, id);
+CREATE INDEX story_revisions_author_id_idx ON public.story_revisions USING btree (author_id);
 CREATE INDEX task_members_user_id_idx ON public.task_members USING btree (user_id, task_id) INCLUDE (role);
 CREATE INDEX tasks_created_by_idx ON public.tasks USING btree (created_by);
 CREATE INDEX tasks_parent_id_idx ON public.tasks USING btree (parent_id) INCLUDE (duration_minutes);
