@@ -26,6 +26,37 @@ SELECT bumped.user_id, bumped.last_seq, :type, :data::jsonb
 FROM bumped
 RETURNING id, user_id, seq, type, data, read_at, created_at;
 
+-- name: insert_notifications_each :many
+-- As insert_notifications, but each recipient with its own type and data (:types and :datas
+-- in the order of :user_ids): one change that notifies some members in one way and others in
+-- another (a story edit: mention to some, story_update to the rest) takes every counter lock
+-- in one statement, in user_id order, like any other writer. users_pkey,
+-- notification_counters_pkey, then inserts into notifications_user_id_seq_key.
+WITH wanted AS (
+    SELECT w.user_id, w.type, w.data
+    FROM unnest(:user_ids::uuid[], :types::text[], :datas::jsonb[]) AS w (user_id, type, data)
+),
+recipients AS (
+    SELECT id AS user_id
+    FROM users
+    WHERE id = any(:user_ids::uuid[])
+    ORDER BY id
+    FOR KEY SHARE
+),
+bumped AS (
+    INSERT INTO notification_counters (user_id, last_seq)
+    SELECT user_id, 1
+    FROM recipients
+    ORDER BY user_id
+    ON CONFLICT (user_id) DO UPDATE SET last_seq = notification_counters.last_seq + 1
+    RETURNING user_id, last_seq
+)
+INSERT INTO notifications (user_id, seq, type, data)
+SELECT bumped.user_id, bumped.last_seq, wanted.type, wanted.data
+FROM bumped
+JOIN wanted ON wanted.user_id = bumped.user_id
+RETURNING id, user_id, seq, type, data, read_at, created_at;
+
 -- name: list_notifications_after :many
 -- SSE replay: one user's notifications after a seq, oldest first, at most :max_rows and only
 -- as many as fit in :max_bytes of data (always at least the first).

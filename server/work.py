@@ -15,7 +15,7 @@ within one call, which keeps concurrent writers free of deadlocks).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,18 @@ class Work:
         """Write one notification per recipient (but the actor) in this transaction."""
         targets = {r for r in recipients if r != actor_id}
         written = await NotificationsRepository(self.tx).insert(targets, type, data)
+        self.outbox.extend(written)
+        return written
+
+    async def notify_each(
+        self,
+        messages: Mapping[uuid.UUID, tuple[str, dict[str, Any]]],
+        *,
+        actor_id: uuid.UUID | None,
+    ) -> list[Notification]:
+        """As ``notify``, each recipient with its own (type, data): one call per change still."""
+        targets = {r: m for r, m in messages.items() if r != actor_id}
+        written = await NotificationsRepository(self.tx).insert_each(targets)
         self.outbox.extend(written)
         return written
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 # Every notification type API.md names; the database's notifications_type_check agrees.
-TYPES = ("invite", "system", "story_update", "comment", "task_update", "message")
+TYPES = ("invite", "system", "story_update", "comment", "task_update", "message", "mention")
 
 
 @dataclass(frozen=True, slots=True)

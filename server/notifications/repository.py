@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,24 @@ class NotificationsRepository:
             return []
         rows = await self.db.many(
             "notifications.insert_notifications", user_ids=user_ids, type=type, data=data
+        )
+        return [Notification.from_row(r) for r in rows]
+
+    async def insert_each(
+        self, messages: Mapping[uuid.UUID, tuple[str, dict[str, Any]]]
+    ) -> list[Notification]:
+        """As ``insert``, each recipient with its own (type, data)."""
+        for type, _ in messages.values():
+            if type not in TYPES:
+                raise ValueError(f"unknown notification type {type!r}")
+        user_ids = sorted(messages)
+        if not user_ids:
+            return []
+        rows = await self.db.many(
+            "notifications.insert_notifications_each",
+            user_ids=user_ids,
+            types=[messages[u][0] for u in user_ids],
+            datas=[messages[u][1] for u in user_ids],
         )
         return [Notification.from_row(r) for r in rows]
 
