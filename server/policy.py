@@ -5,6 +5,7 @@ the rules are testable on their own. ``HIDDEN`` becomes 404 (never reveal that s
 exists to someone who may not see it); ``FORBIDDEN`` becomes 403 (they can see it, they may
 not do this). Tasks decide from the caller's role, derived when read (queries/tasks.sql): the
 highest of maintainer > collaborator reaching the task, the event owner being maintainer.
+Stories decide from the role reaching their task, and whether the caller wrote them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Action(enum.Enum):
     ADD_COLLABORATOR = "add_collaborator"
     LIST_COLLABORATORS = "list_collaborators"
     REMOVE_COLLABORATOR = "remove_collaborator"
+    CREATE_STORY = "create_story"  # a story of a task
+    LIST_STORIES = "list_stories"  # a task's stories
 
 
 def user_decision(caller_id: uuid.UUID, user_id: uuid.UUID, action: Action) -> Decision:
@@ -69,6 +72,8 @@ TASK_ACTION_NEEDS: dict[Action, str] = {
     Action.READ: COLLABORATOR,
     Action.COMPLETE: COLLABORATOR,
     Action.LIST_COLLABORATORS: COLLABORATOR,
+    Action.CREATE_STORY: COLLABORATOR,
+    Action.LIST_STORIES: COLLABORATOR,
     Action.UPDATE: MAINTAINER,
     Action.DELETE: MAINTAINER,
     Action.CREATE_SUBTASK: MAINTAINER,
@@ -100,6 +105,22 @@ def collaborator_removal_decision(
     return task_decision(task, Action.REMOVE_COLLABORATOR)
 
 
+@dataclass(frozen=True)
+class StoryFacts:
+    role: str | None  # the caller's role reaching the story's task; None: an outsider
+    is_author: bool = False  # the caller wrote the story (its author_id)
+
+
+def story_decision(story: StoryFacts, action: Action) -> Decision:
+    """Stories follow their task (API.md, "Story"): an outsider does not know one exists;
+    every member reads and edits; only the author or a maintainer deletes."""
+    if story.role is None:
+        return Decision.HIDDEN
+    if action is Action.DELETE and not (story.is_author or story.role == MAINTAINER):
+        return Decision.FORBIDDEN
+    return Decision.ALLOW
+
+
 # What a 403 says, by what was addressed and what the caller tried: the words fit the action.
 FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
     ("user", Action.UPDATE): "you may only change your own account",
@@ -121,6 +142,7 @@ FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
         "task",
         Action.REMOVE_COLLABORATOR,
     ): "only a maintainer of the task, or the collaborator itself, may remove a role",
+    ("story", Action.DELETE): "only the story's author or a maintainer of its task may delete it",
 }
 
 
