@@ -33,6 +33,7 @@ from .retention import run_periodically
 from .settings import Settings
 from .sql import Queries
 from .sse import refusal_middleware
+from .stories import handlers as stories
 from .streams import StreamRegistry
 from .tasks import handlers as tasks
 from .users import handlers as users
@@ -119,6 +120,27 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
         tasks.remove_collaborator,
         "remove_collaborator",
     )
+    add("GET", "/tasks/{task_id}/stories", stories.list_task_stories, "list_task_stories")
+    # Stories
+    add("POST", "/stories", stories.create_story, "create_story")
+    add("GET", "/stories/{story_id}", stories.get_story, "get_story")
+    add("PUT", "/stories/{story_id}", stories.update_story, "update_story")
+    add("DELETE", "/stories/{story_id}", stories.delete_story, "delete_story")
+    add("PATCH", "/stories/{story_id}/content", stories.edit_content, "edit_story_content")
+    add("GET", "/stories/{story_id}/revisions", stories.list_revisions, "list_story_revisions")
+    add(
+        "GET",
+        "/stories/{story_id}/revisions/{revision}",
+        stories.get_revision,
+        "get_story_revision",
+    )
+    add(
+        "POST",
+        "/stories/{story_id}/revisions/{revision}/restore",
+        stories.restore_revision,
+        "restore_story_revision",
+    )
+    add("GET", "/stories/{story_id}/diff", stories.story_diff, "story_diff")
     # Notifications and per-user streams (send-message first: "/sse/{user_id}" would match it)
     add("POST", "/sse/send-message", notifications.send_message, "send_message")
     add("GET", "/sse/{user_id}", notifications.user_stream, "user_stream")

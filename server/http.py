@@ -43,11 +43,13 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
+async def read_json_object(request: web.Request, max_bytes: int | None = None) -> dict[str, Any]:
     """The request body as a JSON object, or the API's 400/413/415 answer.
 
     A body without any Content-Type header is read as JSON, as the LiveDataStream app did;
-    one that declares another type is 415.
+    one that declares another type is 415. ``max_bytes`` raises the app's body limit
+    (MAX_BODY_BYTES) for this request: a route whose field may hold more than that, once
+    escaped as JSON, says how much it reads.
     """
     if hdrs.CONTENT_TYPE in request.headers:
         content_type = request.content_type
@@ -55,6 +57,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
             content_type.startswith("application/") and content_type.endswith("+json")
         ):
             raise ApiError(415, f"the body must be application/json, not {content_type}")
+    if max_bytes is not None and max_bytes > request.client_max_size:
+        request = request.clone(client_max_size=max_bytes)
     body = await request.read()  # aiohttp raises 413 past client_max_size
     try:
         data = orjson.loads(body)
@@ -93,8 +97,10 @@ def load(schema: Schema, data: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-async def read_body(request: web.Request, schema: Schema) -> dict[str, Any]:
-    return load(schema, await read_json_object(request))
+async def read_body(
+    request: web.Request, schema: Schema, max_bytes: int | None = None
+) -> dict[str, Any]:
+    return load(schema, await read_json_object(request, max_bytes))
 
 
 def page_limit(request: web.Request) -> int:

@@ -1,0 +1,1 @@
+"""Stories: POST/GET/PUT/DELETE /stories, content edits and merges, revisions, diffs."""
