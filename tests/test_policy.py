@@ -13,9 +13,11 @@ from server.policy import (
     Action,
     Decision,
     EventFacts,
+    StoryFacts,
     enforce,
     event_decision,
     forbidden_message,
+    story_decision,
     user_decision,
 )
 
@@ -105,3 +107,24 @@ async def test_refusals_say_what_was_refused(client: Any) -> None:
         response = await client.request(method, path, json={}, headers=ada["headers"])
         assert response.status == 403, (method, path)
         assert (await response.json())["detail"] == detail, (method, path)
+
+
+@pytest.mark.parametrize(
+    ("role", "is_author", "action", "expected"),
+    [
+        (None, False, Action.READ, Decision.HIDDEN),
+        (None, True, Action.DELETE, Decision.HIDDEN),  # a former member, still the author
+        ("collaborator", False, Action.READ, Decision.ALLOW),
+        ("collaborator", False, Action.UPDATE, Decision.ALLOW),
+        ("collaborator", False, Action.DELETE, Decision.FORBIDDEN),
+        ("collaborator", True, Action.DELETE, Decision.ALLOW),
+        ("maintainer", False, Action.DELETE, Decision.ALLOW),
+    ],
+)
+def test_story_decisions(
+    role: str | None, is_author: bool, action: Action, expected: Decision
+) -> None:
+    assert story_decision(StoryFacts(role, is_author), action) is expected
+    if expected is Decision.FORBIDDEN:
+        with pytest.raises(Forbidden, match="author or a maintainer"):
+            enforce(expected, "story", action)

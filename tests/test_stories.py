@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from .conftest import TaskTree
-from .helpers import add_role, assert_problem, register
+from .helpers import add_role, assert_problem, assert_uses_index, register
 from .test_merge import patch
 
 ACTORS = ("owner", "inherited", "maintainer", "collaborator", "outsider", "anonymous")
@@ -649,3 +649,56 @@ async def test_a_one_line_edit_of_a_100_kib_story_adds_under_4_kib(
     assert (after - before) / 100 < 4096, (before, after)
     last = await get(client, f"/stories/{story['id']}/revisions/102", owner)
     assert last["content"] == "\n".join(current)
+
+
+async def test_story_statements_use_their_indexes_on_100_000_revisions(
+    task_tree: TaskTree, database_url: str
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        event = uuid.UUID(task_tree.event_id)
+        owner = uuid.UUID(task_tree.users["owner"]["id"])
+        await conn.execute(
+            "INSERT INTO tasks (event_id, title, duration_minutes)"
+            " SELECT $1, 'T' || i, 1 FROM generate_series(1, 1000) AS i",
+            event,
+        )
+        await conn.execute(
+            "INSERT INTO stories (task_id, title, content, revision, author_id)"
+            " SELECT t.id, 'S', 'text', 50, $1 FROM tasks AS t, generate_series(1, 2)",
+            owner,
+        )
+        await conn.execute(
+            "INSERT INTO story_revisions (story_id, revision, title, author_id,"
+            " snapshot_revision, content, delta)"
+            " SELECT s.id, r, 'S', $1, 1, CASE WHEN r = 1 THEN 'text' END,"
+            " CASE WHEN r > 1 THEN '[]'::jsonb END"
+            " FROM stories AS s, generate_series(1, 50) AS r",
+            owner,
+        )
+        await conn.execute("ANALYZE")
+        story, task = await conn.fetchrow("SELECT id, task_id FROM stories LIMIT 1")
+        for name, params, index, table in [
+            (
+                "stories.get_story_access",
+                {"story_id": story, "caller_id": owner},
+                "stories_pkey",
+                "stories",
+            ),
+            ("stories.lock_story", {"story_id": story}, "stories_pkey", "stories"),
+            (
+                "stories.list_task_stories",
+                {"task_id": task, "after_id": uuid.UUID(int=0), "max_rows": 51},
+                "stories_task_id_idx",
+                "stories",
+            ),
+            (
+                "stories.list_revision_chain",
+                {"story_id": story, "first_revision": 40, "last_revision": 45},
+                "story_revisions_pkey",
+                "story_revisions",
+            ),
+        ]:
+            await assert_uses_index(conn, name, params, index, table)
+    finally:
+        await conn.close()
