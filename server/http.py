@@ -107,7 +107,8 @@ def page_limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT:
+    # Length first: int() refuses strings of more than 4,300 digits (ValueError).
+    if len(raw) <= 6 and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_LIMIT:
         return int(raw)
     raise validation_error({"limit": [f"must be an integer from 1 to {MAX_LIMIT}"]})
 

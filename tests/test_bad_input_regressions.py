@@ -81,3 +81,14 @@ async def test_nul_anywhere_in_message_data_is_422_naming_data(
     assert "data" in problem["errors"]
     notes = await (await client.get(f"/notifications/{bob['id']}", headers=bob["headers"])).json()
     assert notes["items"] == []
+
+
+@pytest.mark.parametrize("limit", ["9" * 5000, "0" * 4000 + "5", "١٢"])
+async def test_a_limit_of_thousands_of_digits_is_422_not_500(client: Any, limit: str) -> None:
+    # int() refuses strings past 4,300 digits (ValueError): once a 500 on every list route.
+    ada = await register(client)
+    response = await client.get(
+        f"/users/{ada['id']}/events", params={"limit": limit}, headers=ada["headers"]
+    )
+    problem = await assert_problem(response, 422)
+    assert "limit" in problem["errors"]
