@@ -202,14 +202,17 @@ async def test_an_invite_reads_back_as_it_was_made(client: Any, task_tree: TaskT
     assert await sent(client, u["newcomer"]) == []
 
 
-async def test_an_invite_by_email_finds_the_user_in_any_case(
+async def test_an_invite_by_email_finds_the_user_in_any_case_with_the_default_expiry(
     client: Any, task_tree: TaskTree
 ) -> None:
     u, leaf = task_tree.users, task_tree.tasks["leaf"]["id"]
-    body = {"task_id": leaf, "email": u["newcomer"]["email"].upper(), "role": "maintainer"}
+    body = {"task_id": leaf, "email": u["newcomer"]["email"].upper(), "role": "maintainer",
+            "expires_at": None}  # fmt: skip
     response = await client.post("/invites", json=body, headers=u["owner"]["headers"])
     assert response.status == 201, await response.text()
-    assert (await response.json())["invitee_id"] == u["newcomer"]["id"]
+    made = await response.json()
+    assert made["invitee_id"] == u["newcomer"]["id"]
+    assert moment(made["expires_at"]) - moment(made["created_at"]) == timedelta(days=7)
 
 
 async def test_an_unknown_email_is_422_and_creates_no_account(
