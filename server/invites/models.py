@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..tasks.models import ROLES
-
-__all__ = ["ANSWERS", "ROLES", "STATUSES", "Invite", "InviteAccess", "InvitePosition"]
+# The roles an invite offers are the tasks' (re-exported: schemas import only their models).
+from ..tasks.models import ROLES as ROLES
 
 PENDING, ACCEPTED, REJECTED, REVOKED, EXPIRED = (
     "pending", "accepted", "rejected", "revoked", "expired",
