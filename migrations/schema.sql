@@ -43,6 +43,24 @@ ALTER TABLE feed_values ADD CONSTRAINT feed_values_id_check CHECK ((id > 0));
 ALTER TABLE feed_values ADD CONSTRAINT feed_values_pkey PRIMARY KEY (id);
 ALTER TABLE feed_values ADD CONSTRAINT feed_values_value_check CHECK (((char_length(value) >= 1) AND (char_length(value) <= 10000)));
 
+CREATE TABLE invites (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    task_id uuid NOT NULL,
+    inviter_id uuid,
+    invitee_id uuid NOT NULL,
+    role text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    responded_at timestamp with time zone
+);
+ALTER TABLE invites ADD CONSTRAINT invites_expires_at_check CHECK ((expires_at > created_at));
+ALTER TABLE invites ADD CONSTRAINT invites_invitee_id_check CHECK ((invitee_id <> inviter_id));
+ALTER TABLE invites ADD CONSTRAINT invites_pkey PRIMARY KEY (id);
+ALTER TABLE invites ADD CONSTRAINT invites_responded_at_check CHECK (((status = 'pending'::text) = (responded_at IS NULL)));
+ALTER TABLE invites ADD CONSTRAINT invites_role_check CHECK ((role = ANY (ARRAY['maintainer'::text, 'collaborator'::text])));
+ALTER TABLE invites ADD CONSTRAINT invites_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'accepted'::text, 'rejected'::text, 'revoked'::text])));
+
 CREATE TABLE notification_counters (
     user_id uuid NOT NULL,
     last_seq bigint DEFAULT 0 NOT NULL
@@ -148,6 +166,9 @@ ALTER TABLE users ADD CONSTRAINT users_pkey PRIMARY KEY (id);
 
 ALTER TABLE auth_tokens ADD CONSTRAINT auth_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE events ADD CONSTRAINT events_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
+ALTER TABLE invites ADD CONSTRAINT invites_invitee_id_fkey FOREIGN KEY (invitee_id) REFERENCES users(id) ON DELETE CASCADE;
+ALTER TABLE invites ADD CONSTRAINT invites_inviter_id_fkey FOREIGN KEY (inviter_id) REFERENCES users(id) ON DELETE SET NULL;
+ALTER TABLE invites ADD CONSTRAINT invites_task_id_fkey FOREIGN KEY (task_id) REFERENCES tasks(id) ON DELETE CASCADE;
 ALTER TABLE notification_counters ADD CONSTRAINT notification_counters_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE notifications ADD CONSTRAINT notifications_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE stories ADD CONSTRAINT stories_author_id_fkey FOREIGN KEY (author_id) REFERENCES users(id) ON DELETE SET NULL;
@@ -162,6 +183,9 @@ ALTER TABLE tasks ADD CONSTRAINT tasks_parent_fkey FOREIGN KEY (event_id, parent
 
 CREATE INDEX auth_tokens_user_id_idx ON public.auth_tokens USING btree (user_id);
 CREATE INDEX events_user_id_start_date_idx ON public.events USING btree (user_id, start_date, id);
+CREATE INDEX invites_invitee_id_created_at_idx ON public.invites USING btree (invitee_id, created_at, id);
+CREATE INDEX invites_inviter_id_created_at_idx ON public.invites USING btree (inviter_id, created_at, id);
+CREATE INDEX invites_task_id_invitee_id_idx ON public.invites USING btree (task_id, invitee_id);
 CREATE INDEX notifications_created_at_idx ON public.notifications USING btree (created_at);
 CREATE INDEX notifications_unread_idx ON public.notifications USING btree (user_id, seq) WHERE (read_at IS NULL);
 CREATE UNIQUE INDEX notifications_user_id_seq_key ON public.notifications USING btree (user_id, seq);

@@ -23,6 +23,7 @@ from .feed import handlers as feed
 from .feed.repository import ValuesRepository
 from .feed.writer import FeedWriter
 from .health import health
+from .invites import handlers as invites
 from .metrics import Metrics, metrics_handler
 from .middleware import observe_middleware
 from .migrations import migrate
@@ -141,6 +142,11 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
         "restore_story_revision",
     )
     add("GET", "/stories/{story_id}/diff", stories.story_diff, "story_diff")
+    # Invites
+    add("POST", "/invites", invites.create_invite, "create_invite")
+    add("GET", "/invites/received/{user_id}", invites.list_received_invites, "received_invites")
+    add("GET", "/invites/sent/{user_id}", invites.list_sent_invites, "sent_invites")
+    add("PATCH", "/invites/{invite_id}", invites.answer_invite, "answer_invite")
     # Notifications and per-user streams (send-message first: "/sse/{user_id}" would match it)
     add("POST", "/sse/send-message", notifications.send_message, "send_message")
     add("GET", "/sse/{user_id}", notifications.user_stream, "user_stream")

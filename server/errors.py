@@ -137,6 +137,13 @@ CONSTRAINTS: dict[str, tuple[int, str | None, str]] = {
     "stories_content_check":               (422, "content",     "must be at most 524288 bytes of UTF-8"),  # noqa: E501
     "story_revisions_author_id_fkey":      (401, None,          "the token is unknown or revoked"),
     "story_revisions_pkey":                (409, None,          "the story changed meanwhile; try again"),  # noqa: E501
+    "invites_task_id_fkey":                (422, "task_id",     "no such task"),
+    "invites_inviter_id_fkey":             (401, None,          "the token is unknown or revoked"),
+    "invites_invitee_id_fkey":             (422, "user_id",     "no such user"),
+    "invites_invitee_id_check":            (409, None,          "you cannot invite yourself"),
+    "invites_role_check":                  (422, "role",        "must be maintainer or collaborator"),  # noqa: E501
+    "invites_status_check":                (422, "status",      "must be accepted, rejected or revoked"),  # noqa: E501
+    "invites_expires_at_check":            (422, "expires_at",  "must be in the future"),
 }  # fmt: skip
 # SQLSTATE classes without a constraint to name: a value PostgreSQL cannot hold (22) or too
 # large for an index (54) is 422; the database away (08, 53, 57P01-03) is 503 (db.py decides

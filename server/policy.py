@@ -6,6 +6,8 @@ exists to someone who may not see it); ``FORBIDDEN`` becomes 403 (they can see i
 not do this). Tasks decide from the caller's role, derived when read (queries/tasks.sql): the
 highest of maintainer > collaborator reaching the task, the event owner being maintainer.
 Stories decide from the role reaching their task, and whether the caller wrote them.
+Invites decide from who the caller is to the invite (its invitee, its inviter) and the
+caller's role on its task.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class Action(enum.Enum):
     REMOVE_COLLABORATOR = "remove_collaborator"
     CREATE_STORY = "create_story"  # a story of a task
     LIST_STORIES = "list_stories"  # a task's stories
+    INVITE = "invite"  # invite a user to a role on a task
+    LIST_RECEIVED_INVITES = "list_received_invites"  # a user's own received invites
+    LIST_SENT_INVITES = "list_sent_invites"  # the invites a user sent
+    ANSWER_INVITE = "answer_invite"  # accept or reject an invite
+    REVOKE_INVITE = "revoke_invite"
 
 
 def user_decision(caller_id: uuid.UUID, user_id: uuid.UUID, action: Action) -> Decision:
@@ -79,6 +86,7 @@ TASK_ACTION_NEEDS: dict[Action, str] = {
     Action.CREATE_SUBTASK: MAINTAINER,
     Action.ADD_COLLABORATOR: MAINTAINER,
     Action.REMOVE_COLLABORATOR: MAINTAINER,
+    Action.INVITE: MAINTAINER,
 }
 
 
@@ -121,6 +129,29 @@ def story_decision(story: StoryFacts, action: Action) -> Decision:
     return Decision.ALLOW
 
 
+@dataclass(frozen=True)
+class InviteFacts:
+    invitee_id: uuid.UUID
+    inviter_id: uuid.UUID | None  # None once the inviter deleted its account
+    caller_role: str | None  # the caller's role on the invite's task; None: none
+
+
+def invite_decision(caller_id: uuid.UUID, invite: InviteFacts, action: Action) -> Decision:
+    """Its invitee, its inviter and the task's maintainers know an invite exists; nobody else
+    (a collaborator of the task included). The invitee accepts or rejects it; the inviter or
+    a maintainer revokes it (a maintainer who is the invitee may do both)."""
+    invitee = caller_id == invite.invitee_id
+    inviter = caller_id == invite.inviter_id
+    maintainer = invite.caller_role == MAINTAINER
+    if not (invitee or inviter or maintainer):
+        return Decision.HIDDEN
+    if action is Action.ANSWER_INVITE:
+        return Decision.ALLOW if invitee else Decision.FORBIDDEN
+    if action is Action.REVOKE_INVITE:
+        return Decision.ALLOW if inviter or maintainer else Decision.FORBIDDEN
+    return Decision.FORBIDDEN
+
+
 # What a 403 says, by what was addressed and what the caller tried: the words fit the action.
 FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
     ("user", Action.UPDATE): "you may only change your own account",
@@ -128,6 +159,8 @@ FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
     ("user", Action.LIST_EVENTS): "you may only list your own events",
     ("user", Action.READ_NOTIFICATIONS): "you may only read your own notifications",
     ("user", Action.OPEN_STREAM): "you may only open your own notification stream",
+    ("user", Action.LIST_RECEIVED_INVITES): "you may only list the invites you received",
+    ("user", Action.LIST_SENT_INVITES): "you may only list the invites you sent",
     ("event", Action.UPDATE): "only the event's owner may change it",
     ("event", Action.DELETE): "only the event's owner may delete it",
     ("event", Action.CREATE_TASK): "only the event's owner may create or move top-level tasks",
@@ -143,6 +176,12 @@ FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
         Action.REMOVE_COLLABORATOR,
     ): "only a maintainer of the task, or the collaborator itself, may remove a role",
     ("story", Action.DELETE): "only the story's author or a maintainer of its task may delete it",
+    ("task", Action.INVITE): "only a maintainer of the task may invite users to it",
+    ("invite", Action.ANSWER_INVITE): "only the invitee may accept or reject an invite",
+    (
+        "invite",
+        Action.REVOKE_INVITE,
+    ): "only the inviter or a maintainer of the task may revoke an invite",
 }
 
 

@@ -13,15 +13,18 @@ from server.policy import (
     Action,
     Decision,
     EventFacts,
+    InviteFacts,
     StoryFacts,
     enforce,
     event_decision,
     forbidden_message,
+    invite_decision,
     story_decision,
     user_decision,
 )
 
 OWNER, MEMBER, STRANGER = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+INVITER, INVITEE = uuid.uuid4(), uuid.uuid4()
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,37 @@ def test_user_decisions(caller: uuid.UUID, action: Action, expected: Decision) -
     assert user_decision(caller, OWNER, action) is expected
 
 
+ANSWER, REVOKE = Action.ANSWER_INVITE, Action.REVOKE_INVITE
+ALLOW, FORBIDDEN, HIDDEN = Decision.ALLOW, Decision.FORBIDDEN, Decision.HIDDEN
+
+
+@pytest.mark.parametrize(
+    ("caller", "caller_role", "inviter", "answer", "revoke"),
+    [
+        (INVITEE, None, INVITER, ALLOW, FORBIDDEN),
+        (INVITEE, "collaborator", INVITER, ALLOW, FORBIDDEN),
+        (INVITEE, "maintainer", INVITER, ALLOW, ALLOW),  # made a maintainer since
+        (INVITER, "maintainer", INVITER, FORBIDDEN, ALLOW),
+        (INVITER, None, INVITER, FORBIDDEN, ALLOW),  # lost its role since: still the inviter
+        (MEMBER, "maintainer", INVITER, FORBIDDEN, ALLOW),  # any maintainer, inherited or owner
+        (MEMBER, "collaborator", INVITER, HIDDEN, HIDDEN),
+        (STRANGER, None, INVITER, HIDDEN, HIDDEN),
+        (MEMBER, "maintainer", None, FORBIDDEN, ALLOW),  # the inviter deleted its account
+        (STRANGER, None, None, HIDDEN, HIDDEN),
+    ],
+)
+def test_invite_decisions(
+    caller: uuid.UUID,
+    caller_role: str | None,
+    inviter: uuid.UUID | None,
+    answer: Decision,
+    revoke: Decision,
+) -> None:
+    facts = InviteFacts(invitee_id=INVITEE, inviter_id=inviter, caller_role=caller_role)
+    assert invite_decision(caller, facts, ANSWER) is answer
+    assert invite_decision(caller, facts, REVOKE) is revoke
+
+
 @pytest.mark.parametrize(
     ("what", "action", "decide"),
     [
@@ -76,6 +110,22 @@ def test_user_decisions(caller: uuid.UUID, action: Action, expected: Decision) -
     + [
         ("event", action, lambda a: event_decision(MEMBER, EventFacts(OWNER, True), a))
         for action in (Action.UPDATE, Action.DELETE)
+    ]
+    + [
+        ("user", action, lambda a: user_decision(STRANGER, OWNER, a))
+        for action in (Action.LIST_RECEIVED_INVITES, Action.LIST_SENT_INVITES)
+    ]
+    + [
+        (
+            "invite",
+            Action.ANSWER_INVITE,
+            lambda a: invite_decision(INVITER, InviteFacts(INVITEE, INVITER, "maintainer"), a),
+        ),
+        (
+            "invite",
+            Action.REVOKE_INVITE,
+            lambda a: invite_decision(INVITEE, InviteFacts(INVITEE, INVITER, None), a),
+        ),
     ],
 )
 def test_every_refusal_has_words_that_fit_its_action(
@@ -102,6 +152,8 @@ async def test_refusals_say_what_was_refused(client: Any) -> None:
         ("GET", f"/users/{bob['id']}/events"): "you may only list your own events",
         ("PUT", f"/users/{bob['id']}"): "you may only change your own account",
         ("DELETE", f"/users/{bob['id']}"): "you may only delete your own account",
+        ("GET", f"/invites/received/{bob['id']}"): "you may only list the invites you received",
+        ("GET", f"/invites/sent/{bob['id']}"): "you may only list the invites you sent",
     }
     for (method, path), detail in expected.items():
         response = await client.request(method, path, json={}, headers=ada["headers"])
