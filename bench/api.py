@@ -2,11 +2,14 @@
 
     python -m bench.api                # 10 s per phase, 16 clients
     python -m bench.api --seconds 5
+    python -m bench.api --compare ../old  # also a checkout of an older commit, same run
 
 Phases (each bounded in time): a bare aiohttp handler returning a constant (the ceiling:
 routing, HTTP parsing and the event loop, nothing else), then this service's authenticated
-GET /events/{id} (token lookup + event read + access check) and POST /events. Prints a
-Markdown table; numbers go to bench/results/api-<time>.json.
+GET /events/{id} (token lookup + event read + access check) and POST /events. Beside the
+rate, the server's CPU milliseconds per request (from /proc): on a machine whose cores are
+shared the rate moves with the neighbours' load, the CPU cost of a request much less. Prints
+a Markdown table; numbers go to bench/results/api-<time>.json.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import argparse
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from .common import (
+    ROOT,
+    cpu_seconds,
     free_port,
     ours,
     raise_nofile,
@@ -50,13 +56,48 @@ async def load(
     seconds: float,
     headers: dict[str, str],
     body: dict[str, Any] | None = None,
+    *,
+    server_pid: int,
 ) -> dict[str, Any]:
+    cpu_before = cpu_seconds(server_pid)
     result = await request_loop(method, url, concurrency, seconds, headers, body)
+    served = result["requests"] + result["failures"]
+    result["cpu_ms_per_request"] = (cpu_seconds(server_pid) - cpu_before) * 1000 / max(served, 1)
     say(
         f"  {method} {url.split(':', 2)[-1]}: {result['per_second']:,.0f}/s, "
-        f"p99 {result['p99_ms']:.1f} ms, {result['failures']:.0f} failures"
+        f"p99 {result['p99_ms']:.1f} ms, {result['cpu_ms_per_request']:.3f} CPU ms/request, "
+        f"{result['failures']:.0f} failures"
     )
     return result
+
+
+async def measure_service(
+    root: Path, clients: int, seconds: float, results: dict[str, Any], suffix: str
+) -> None:
+    with ours(root=root) as target:
+        say(f"{target.name} from {root} on port {target.port}")
+        pid = target.proc.pid
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                target.base + "/users", json={"name": "Bench", "email": "bench@example.com"}
+            ) as r:
+                token = (await r.json())["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            async with session.post(target.base + "/events", json=EVENT_BODY, headers=auth) as r:
+                event_id = (await r.json())["id"]
+        results["get_event" + suffix] = await load(
+            "GET", f"{target.base}/events/{event_id}", clients, seconds, auth, server_pid=pid
+        )
+        results["post_event" + suffix] = await load(
+            "POST", f"{target.base}/events", clients, seconds, auth, EVENT_BODY, server_pid=pid
+        )
+
+
+EVENT_BODY = {
+    "title": "Bench",
+    "start_date": "2030-01-01T10:00:00Z",
+    "end_date": "2030-01-01T11:00:00Z",
+}
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -68,50 +109,40 @@ async def main_async(args: argparse.Namespace) -> None:
         wait_http(port, "/", 30)
         say(f"framework ceiling (bare aiohttp, constant answer) on port {port}")
         results["ceiling"] = await load(
-            "GET", f"http://127.0.0.1:{port}/", args.clients, args.seconds, {}
+            "GET",
+            f"http://127.0.0.1:{port}/",
+            args.clients,
+            args.seconds,
+            {},
+            server_pid=ceiling.pid,
         )
     finally:
         ceiling.terminate()
         ceiling.wait()
-    with ours() as target:
-        say(f"{target.name} on port {target.port}")
-        async with aiohttp.ClientSession() as session:
-            async with session.post(
-                target.base + "/users", json={"name": "Bench", "email": "bench@example.com"}
-            ) as r:
-                token = (await r.json())["token"]
-            auth = {"Authorization": f"Bearer {token}"}
-            event_body = {
-                "title": "Bench",
-                "start_date": "2030-01-01T10:00:00Z",
-                "end_date": "2030-01-01T11:00:00Z",
-            }
-            async with session.post(target.base + "/events", json=event_body, headers=auth) as r:
-                event_id = (await r.json())["id"]
-        results["get_event"] = await load(
-            "GET", f"{target.base}/events/{event_id}", args.clients, args.seconds, auth
-        )
-        results["post_event"] = await load(
-            "POST", f"{target.base}/events", args.clients, args.seconds, auth, event_body
-        )
+    rows = [("ceiling", "bare aiohttp handler, constant answer (ceiling)")]
+    for i, root in enumerate([ROOT, *args.compare]):
+        suffix = "" if i == 0 else f"_{i}"
+        await measure_service(root, args.clients, args.seconds, results, suffix)
+        name = "" if i == 0 else f" ({root.name})"
+        rows += [
+            ("get_event" + suffix, "authenticated GET /events/{id}" + name),
+            ("post_event" + suffix, "authenticated POST /events" + name),
+        ]
     ceiling_rate = results["ceiling"]["per_second"]
     print()
     print(
         f"| measure ({args.clients} clients, {args.seconds:.0f} s each) | requests/s | p50 (ms) "
-        "| p99 (ms) | share of the ceiling |"
+        "| p99 (ms) | share of the ceiling | server CPU ms/request |"
     )
-    print("|---|---|---|---|---|")
-    for key, label in [
-        ("ceiling", "bare aiohttp handler, constant answer (ceiling)"),
-        ("get_event", "authenticated GET /events/{id}"),
-        ("post_event", "authenticated POST /events"),
-    ]:
+    print("|---|---|---|---|---|---|")
+    for key, label in rows:
         r = results[key]
         print(
             f"| {label} | {r['per_second']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['per_second'] / ceiling_rate:.0%} |"
+            f"{r['per_second'] / ceiling_rate:.0%} | {r['cpu_ms_per_request']:.3f} |"
         )
-    save_results("api", {"args": vars(args), "results": results})
+    arguments = {**vars(args), "compare": [str(c) for c in args.compare]}
+    save_results("api", {"args": arguments, "results": results})
 
 
 def main() -> None:
@@ -120,6 +151,13 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        help="also measure the service of this checkout (e.g. a git worktree of an older commit)",
+    )
     args = parser.parse_args()
     args.seconds = min(args.seconds, 60.0)
     asyncio.run(main_async(args))

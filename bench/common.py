@@ -46,6 +46,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc). CPU per request
+    stays comparable when other work shares the cores; requests per second does not."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -97,10 +104,13 @@ class Target:
 
 
 @contextlib.contextmanager
-def ours(workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[Target]:
+def ours(
+    workers: int = 1, extra_env: dict[str, str] | None = None, root: Path = ROOT
+) -> Iterator[Target]:
     """This service on a fresh embedded PostgreSQL and Redis (or BENCH_DATABASE_URL and
     BENCH_REDIS_URL when set), one process unless told otherwise. ``extra_env`` wins over
-    both (bench.degraded passes REDIS_URL: a Redis it stops and restarts itself)."""
+    both (bench.degraded passes REDIS_URL: a Redis it stops and restarts itself). ``root``
+    runs another checkout of the service (an older commit, to compare in the same run)."""
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="collab-bench-"))
     data_dir.chmod(0o755)
@@ -113,8 +123,8 @@ def ours(workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[
         "FEED_RETENTION_DAYS": "0",
         **(extra_env or {}),
     }
-    args = [sys.executable, str(ROOT / "run.py"), "--port", str(port), "--workers", str(workers)]
-    proc = subprocess.Popen(args, env=env, cwd=ROOT)
+    args = [sys.executable, str(root / "run.py"), "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(args, env=env, cwd=root)
     target = Target(
         f"collab-service ({workers} process{'es' if workers > 1 else ''})",
         port,
