@@ -17,7 +17,7 @@ from ..http import (
 )
 from ..openapi import endpoint
 from ..policy import Action
-from ..work import writing_for
+from ..work import writing_for, writing_one_for
 from . import service
 from .models import EventPosition
 from .schemas import (
@@ -43,7 +43,7 @@ _update = UpdateEventSchema()
 )
 async def create_event(request: web.Request) -> web.Response:
     fields = await read_body(request, _create)
-    async with writing_for(request) as work:
+    async with writing_one_for(request) as work:  # one INSERT, nobody to notify
         event = await service.do_create_event(work, caller(request).id, fields)
     return json_response(event_json(event), status=201)
 
