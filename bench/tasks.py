@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -240,7 +241,7 @@ def read_profile(proc: subprocess.Popen[bytes], raw: Path, count: int = 8) -> di
         samples += int(n)
         frames = stack.split(";")
         leaf[frames[-1]] = leaf.get(frames[-1], 0) + int(n)
-        for frame in {f.split(":")[0] for f in frames if "/server/" in f}:
+        for frame in {f.rsplit(":", 1)[0] + ")" for f in frames if "(server/" in f}:
             own[frame] = own.get(frame, 0) + int(n)
 
     def ranked(totals: dict[str, int]) -> list[tuple[str, float]]:
@@ -522,7 +523,8 @@ async def main_async(args: argparse.Namespace) -> None:
     for key, profile in profiles.items():
         print(f"\npy-spy during {labels[key]} ({profile['samples']} samples):")
         print("| self | share | | service function, inclusive | share |\n|---|---|---|---|---|")
-        for (a, x), (b, y) in zip(profile["self"], profile["inclusive_server"], strict=False):
+        pairs = itertools.zip_longest(profile["self"], profile["inclusive_server"])
+        for (a, x), (b, y) in ((p or ("", 0.0), q or ("", 0.0)) for p, q in pairs):
             print(f"| `{a}` | {x:.1f}% | | `{b}` | {y:.1f}% |")
     if plans:
         print()
