@@ -17,7 +17,7 @@ from . import keys, openapi
 from .auth import Passwords, auth_middleware
 from .broker import Broker, Publisher, connect
 from .db import Database, create_pool, redact_url
-from .errors import error_middleware
+from .errors import error_middleware, retry_middleware
 from .events import handlers as events
 from .feed import handlers as feed
 from .feed.repository import ValuesRepository
@@ -288,7 +288,13 @@ async def add_request_id(request: web.Request, response: web.StreamResponse) -> 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, refusal_middleware, auth_middleware],
+        middlewares=[
+            observe_middleware,
+            error_middleware,
+            retry_middleware,
+            refusal_middleware,
+            auth_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.settings_key] = settings

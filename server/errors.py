@@ -7,7 +7,9 @@ SQL text or a driver message never leaves the process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -194,6 +196,43 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.St
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# PostgreSQL aborted the transaction to break a deadlock (40P01) or a serialization conflict
+# (40001): nothing of it was written, and running the request again is PostgreSQL's own advice.
+# Writers lock in different orders in rare cases (DELETE /users cascades through rows that
+# story, invite and task writes lock before they key-share the user row).
+RETRIED_SQLSTATES = frozenset({"40P01", "40001"})
+RETRY_ATTEMPTS = 3
+
+
+@web.middleware
+async def retry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run a request again, up to RETRY_ATTEMPTS times, when PostgreSQL aborted it for a
+    deadlock or a serialization conflict; then 503 with Retry-After. Safe because a handler
+    writes in one transaction (work.py) and publishes only after COMMIT; never once an SSE
+    response has started."""
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return await handler(request)
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate not in RETRIED_SQLSTATES or keys.streaming_key in request:
+                raise
+            log.warning(
+                "%s %s: transaction aborted (%s), attempt %d of %d request_id=%s",
+                request.method,
+                request.path,
+                exc.sqlstate,
+                attempt,
+                RETRY_ATTEMPTS,
+                request.get(keys.request_id_key),
+            )
+            await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
+    return problem_response(
+        503,
+        "the database aborted this request for conflicting writes several times; try again",
+        headers={"Retry-After": "1"},
+    )
 
 
 @web.middleware

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import hdrs, web
 from marshmallow import Schema, ValidationError
 
+from . import keys
 from .errors import ApiError, Invalid, validation_error
 
 MAX_JSON_DEPTH = 32
@@ -57,9 +58,12 @@ async def read_json_object(request: web.Request, max_bytes: int | None = None) -
             content_type.startswith("application/") and content_type.endswith("+json")
         ):
             raise ApiError(415, f"the body must be application/json, not {content_type}")
-    if max_bytes is not None and max_bytes > request.client_max_size:
-        request = request.clone(client_max_size=max_bytes)
-    body = await request.read()  # aiohttp raises 413 past client_max_size
+    body = request.get(keys.body_key)
+    if body is None:  # the first attempt (errors.retry_middleware may run a handler again)
+        reader = request
+        if max_bytes is not None and max_bytes > request.client_max_size:
+            reader = request.clone(client_max_size=max_bytes)
+        body = request[keys.body_key] = await reader.read()  # 413 past client_max_size
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

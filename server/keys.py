@@ -31,3 +31,4 @@ request_id_key = web.RequestKey("request_id", str)
 caller_key = web.RequestKey["Caller"]("caller")
 passwords_key = web.AppKey["Passwords"]("passwords")
 streaming_key = web.RequestKey("streaming", bool)  # set once an SSE response has started
+body_key = web.RequestKey("body", bytes)  # the body as first read: a retried request reads it again

@@ -130,3 +130,50 @@ async def test_a_notification_to_a_user_deleted_meanwhile_is_skipped_not_a_500(
             [uuid.UUID(ada["id"]), uuid.UUID(bob["id"])], "system", {}, actor_id=None
         )
     assert [str(n.user_id) for n in sent] == [ada["id"]]
+
+
+async def test_a_write_aborted_by_a_deadlock_is_run_again_not_a_500(
+    client: Any, task_tree: Any
+) -> None:
+    """DELETE /users cascades through story rows after locking the user row, while a story
+    edit locks the story row and then key-shares its author's user row (review finding: 500s
+    from DeadlockDetectedError). Forced here: a connection of the test locks the author's row,
+    lets the edit take the story row and wait, then waits for the story row itself."""
+    from server import keys
+
+    owner, maintainer = task_tree.users["owner"], task_tree.users["maintainer"]
+    created = await client.post(
+        "/stories",
+        json={"task_id": task_tree.tasks["leaf"]["id"], "title": "Race", "content": "one\n"},
+        headers=maintainer["headers"],
+    )
+    story = await created.json()
+    pool = client.app[keys.db_key]._target
+    async with pool.acquire() as conn:
+        # This side waits long before looking for deadlocks: the request's side finds it.
+        await conn.execute("SET deadlock_timeout = '10s'")
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", uuid.UUID(maintainer["id"])
+            )
+            edit = asyncio.create_task(
+                client.patch(
+                    f"/stories/{story['id']}/content",
+                    json={"content": "two\n", "base_revision": 1},
+                    headers=owner["headers"],
+                )
+            )
+            for _ in range(100):  # until the edit holds the story row and waits on the user
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, "the edit never waited on the author's row"
+            await conn.execute(
+                "SELECT 1 FROM stories WHERE id = $1 FOR UPDATE", uuid.UUID(story["id"])
+            )
+        response = await edit
+    assert response.status == 200, await response.text()
+    assert (await response.json())["revision"] == 2
