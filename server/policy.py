@@ -5,7 +5,9 @@ the rules are testable on their own. ``HIDDEN`` becomes 404 (never reveal that s
 exists to someone who may not see it); ``FORBIDDEN`` becomes 403 (they can see it, they may
 not do this). Tasks decide from the caller's role, derived when read (queries/tasks.sql): the
 highest of maintainer > collaborator reaching the task, the event owner being maintainer.
-Stories decide from the role reaching their task, and whether the caller wrote them.
+Stories decide from the role reaching their task, and whether the caller wrote them;
+comments likewise, from the role reaching their story's task and whether the caller wrote
+them.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Action(enum.Enum):
     REMOVE_COLLABORATOR = "remove_collaborator"
     CREATE_STORY = "create_story"  # a story of a task
     LIST_STORIES = "list_stories"  # a task's stories
+    CREATE_COMMENT = "create_comment"  # a comment on a story
+    LIST_COMMENTS = "list_comments"  # a story's comments
 
 
 def user_decision(caller_id: uuid.UUID, user_id: uuid.UUID, action: Action) -> Decision:
@@ -121,6 +125,25 @@ def story_decision(story: StoryFacts, action: Action) -> Decision:
     return Decision.ALLOW
 
 
+@dataclass(frozen=True)
+class CommentFacts:
+    role: str | None  # the caller's role reaching the task of the comment's story; None: none
+    is_author: bool = False  # the caller wrote the comment (its author_id)
+
+
+def comment_decision(comment: CommentFacts, action: Action) -> Decision:
+    """Comments follow their story's task (API.md, "Comment"): an outsider does not know one
+    exists; every member reads it and its history; only its author edits it; its author or a
+    maintainer deletes it."""
+    if comment.role is None:
+        return Decision.HIDDEN
+    if action is Action.UPDATE and not comment.is_author:
+        return Decision.FORBIDDEN
+    if action is Action.DELETE and not (comment.is_author or comment.role == MAINTAINER):
+        return Decision.FORBIDDEN
+    return Decision.ALLOW
+
+
 # What a 403 says, by what was addressed and what the caller tried: the words fit the action.
 FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
     ("user", Action.UPDATE): "you may only change your own account",
@@ -143,6 +166,11 @@ FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
         Action.REMOVE_COLLABORATOR,
     ): "only a maintainer of the task, or the collaborator itself, may remove a role",
     ("story", Action.DELETE): "only the story's author or a maintainer of its task may delete it",
+    ("comment", Action.UPDATE): "only the comment's author may edit it",
+    (
+        "comment",
+        Action.DELETE,
+    ): "only the comment's author or a maintainer of its task may delete it",
 }
 
 
