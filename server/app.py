@@ -16,6 +16,7 @@ from aiohttp import web
 from . import keys, openapi
 from .auth import Passwords, auth_middleware
 from .broker import Broker, Publisher, connect
+from .comments import handlers as comments
 from .db import Database, create_pool, redact_url
 from .errors import error_middleware
 from .events import handlers as events
@@ -141,6 +142,13 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
         "restore_story_revision",
     )
     add("GET", "/stories/{story_id}/diff", stories.story_diff, "story_diff")
+    add("GET", "/stories/{story_id}/comments", comments.list_story_comments, "list_story_comments")
+    # Comments
+    add("POST", "/comments", comments.create_comment, "create_comment")
+    add("GET", "/comments/{comment_id}", comments.get_comment, "get_comment")
+    add("PUT", "/comments/{comment_id}", comments.update_comment, "update_comment")
+    add("DELETE", "/comments/{comment_id}", comments.delete_comment, "delete_comment")
+    add("GET", "/comments/{comment_id}/history", comments.comment_history, "comment_history")
     # Notifications and per-user streams (send-message first: "/sse/{user_id}" would match it)
     add("POST", "/sse/send-message", notifications.send_message, "send_message")
     add("GET", "/sse/{user_id}", notifications.user_stream, "user_stream")
