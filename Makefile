@@ -31,7 +31,7 @@ check-sql:       ## prepare every statement in queries/ against the migrated dat
 	$(PY) run.py check-sql
 
 bench:           ## every benchmark (see bench/README.md), side by side with the baseline
-	$(PY) -m bench.feed && $(PY) -m bench.api && $(PY) -m bench.notifications && $(PY) -m bench.degraded && $(PY) -m bench.stories && $(PY) -m bench.tasks && $(PY) -m bench.scale
+	$(PY) -m bench.feed && $(PY) -m bench.api && $(PY) -m bench.notifications && $(PY) -m bench.degraded && $(PY) -m bench.stories && $(PY) -m bench.comments && $(PY) -m bench.tasks && $(PY) -m bench.scale
 
 all: lint typecheck test
 

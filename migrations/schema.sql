@@ -11,6 +11,45 @@ CREATE TABLE auth_tokens (
 ALTER TABLE auth_tokens ADD CONSTRAINT auth_tokens_pkey PRIMARY KEY (token_hash);
 ALTER TABLE auth_tokens ADD CONSTRAINT auth_tokens_token_hash_check CHECK ((octet_length(token_hash) = 32));
 
+CREATE TABLE comment_counters (
+    story_id uuid NOT NULL,
+    last_position bigint NOT NULL
+);
+ALTER TABLE comment_counters ADD CONSTRAINT comment_counters_last_position_check CHECK ((last_position >= 1));
+ALTER TABLE comment_counters ADD CONSTRAINT comment_counters_pkey PRIMARY KEY (story_id);
+
+CREATE TABLE comment_versions (
+    comment_id uuid NOT NULL,
+    version integer NOT NULL,
+    action text NOT NULL,
+    body text,
+    actor_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+ALTER TABLE comment_versions ADD CONSTRAINT comment_versions_action_check CHECK ((((action = 'created'::text) AND (version = 1) AND (body IS NOT NULL)) OR ((action = 'edited'::text) AND (version > 1) AND (body IS NOT NULL)) OR ((action = 'deleted'::text) AND (version > 1) AND (body IS NULL))));
+ALTER TABLE comment_versions ADD CONSTRAINT comment_versions_pkey PRIMARY KEY (comment_id, version);
+ALTER TABLE comment_versions ADD CONSTRAINT comment_versions_version_check CHECK ((version >= 1));
+
+CREATE TABLE comments (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    story_id uuid NOT NULL,
+    parent_id uuid,
+    position bigint NOT NULL,
+    author_id uuid,
+    body text NOT NULL,
+    version integer DEFAULT 1 NOT NULL,
+    edited_at timestamp with time zone,
+    deleted_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+ALTER TABLE comments ADD CONSTRAINT comments_body_check CHECK (((char_length(body) >= 1) AND (char_length(body) <= 10000)));
+ALTER TABLE comments ADD CONSTRAINT comments_parent_id_check CHECK ((parent_id <> id));
+ALTER TABLE comments ADD CONSTRAINT comments_pkey PRIMARY KEY (id);
+ALTER TABLE comments ADD CONSTRAINT comments_position_check CHECK (("position" >= 1));
+ALTER TABLE comments ADD CONSTRAINT comments_story_id_id_key UNIQUE (story_id, id);
+ALTER TABLE comments ADD CONSTRAINT comments_version_check CHECK ((version >= 1));
+
 CREATE TABLE events (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     user_id uuid NOT NULL,
@@ -165,6 +204,12 @@ ALTER TABLE users ADD CONSTRAINT users_name_check CHECK (((char_length(name) >= 
 ALTER TABLE users ADD CONSTRAINT users_pkey PRIMARY KEY (id);
 
 ALTER TABLE auth_tokens ADD CONSTRAINT auth_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
+ALTER TABLE comment_counters ADD CONSTRAINT comment_counters_story_id_fkey FOREIGN KEY (story_id) REFERENCES stories(id) ON DELETE CASCADE;
+ALTER TABLE comment_versions ADD CONSTRAINT comment_versions_actor_id_fkey FOREIGN KEY (actor_id) REFERENCES users(id) ON DELETE SET NULL;
+ALTER TABLE comment_versions ADD CONSTRAINT comment_versions_comment_id_fkey FOREIGN KEY (comment_id) REFERENCES comments(id) ON DELETE CASCADE;
+ALTER TABLE comments ADD CONSTRAINT comments_author_id_fkey FOREIGN KEY (author_id) REFERENCES users(id) ON DELETE SET NULL;
+ALTER TABLE comments ADD CONSTRAINT comments_parent_fkey FOREIGN KEY (story_id, parent_id) REFERENCES comments(story_id, id) ON DELETE CASCADE;
+ALTER TABLE comments ADD CONSTRAINT comments_story_id_fkey FOREIGN KEY (story_id) REFERENCES stories(id) ON DELETE CASCADE;
 ALTER TABLE events ADD CONSTRAINT events_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE invites ADD CONSTRAINT invites_invitee_id_fkey FOREIGN KEY (invitee_id) REFERENCES users(id) ON DELETE CASCADE;
 ALTER TABLE invites ADD CONSTRAINT invites_inviter_id_fkey FOREIGN KEY (inviter_id) REFERENCES users(id) ON DELETE SET NULL;
@@ -182,6 +227,10 @@ ALTER TABLE tasks ADD CONSTRAINT tasks_event_id_fkey FOREIGN KEY (event_id) REFE
 ALTER TABLE tasks ADD CONSTRAINT tasks_parent_fkey FOREIGN KEY (event_id, parent_id) REFERENCES tasks(event_id, id) ON DELETE CASCADE;
 
 CREATE INDEX auth_tokens_user_id_idx ON public.auth_tokens USING btree (user_id);
+CREATE INDEX comment_versions_actor_id_idx ON public.comment_versions USING btree (actor_id);
+CREATE INDEX comments_author_id_idx ON public.comments USING btree (author_id);
+CREATE INDEX comments_parent_id_idx ON public.comments USING btree (story_id, parent_id) WHERE (parent_id IS NOT NULL);
+CREATE UNIQUE INDEX comments_story_id_position_key ON public.comments USING btree (story_id, "position");
 CREATE INDEX events_user_id_start_date_idx ON public.events USING btree (user_id, start_date, id);
 CREATE INDEX invites_invitee_id_created_at_idx ON public.invites USING btree (invitee_id, created_at, id);
 CREATE INDEX invites_inviter_id_created_at_idx ON public.invites USING btree (inviter_id, created_at, id);

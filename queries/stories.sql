@@ -87,7 +87,9 @@ FROM updated;
 
 -- name: delete_story :exec
 -- Deletes a story; its revisions go with it through story_revisions_story_id_fkey (ON DELETE
--- CASCADE, found by the leading column of story_revisions_pkey). stories_pkey.
+-- CASCADE, found by the leading column of story_revisions_pkey), its comments through
+-- comments_story_id_fkey (by the leading column of comments_story_id_position_key), their
+-- versions and its comment counter likewise. stories_pkey.
 DELETE FROM stories WHERE id = :story_id;
 
 -- name: list_task_stories :many

@@ -16,6 +16,7 @@ from aiohttp import web
 from . import keys, openapi
 from .auth import Passwords, auth_middleware
 from .broker import Broker, Publisher, connect
+from .comments import handlers as comments
 from .db import Database, create_pool, redact_url
 from .errors import error_middleware, retry_middleware
 from .events import handlers as events
@@ -147,6 +148,13 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
     add("GET", "/invites/received/{user_id}", invites.list_received_invites, "received_invites")
     add("GET", "/invites/sent/{user_id}", invites.list_sent_invites, "sent_invites")
     add("PATCH", "/invites/{invite_id}", invites.answer_invite, "answer_invite")
+    add("GET", "/stories/{story_id}/comments", comments.list_story_comments, "list_story_comments")
+    # Comments
+    add("POST", "/comments", comments.create_comment, "create_comment")
+    add("GET", "/comments/{comment_id}", comments.get_comment, "get_comment")
+    add("PUT", "/comments/{comment_id}", comments.update_comment, "update_comment")
+    add("DELETE", "/comments/{comment_id}", comments.delete_comment, "delete_comment")
+    add("GET", "/comments/{comment_id}/history", comments.comment_history, "comment_history")
     # Notifications and per-user streams (send-message first: "/sse/{user_id}" would match it)
     add("POST", "/sse/send-message", notifications.send_message, "send_message")
     add("GET", "/sse/{user_id}", notifications.user_stream, "user_stream")

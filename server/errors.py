@@ -146,6 +146,13 @@ CONSTRAINTS: dict[str, tuple[int, str | None, str]] = {
     "invites_role_check":                  (422, "role",        "must be maintainer or collaborator"),  # noqa: E501
     "invites_status_check":                (422, "status",      "must be accepted, rejected or revoked"),  # noqa: E501
     "invites_expires_at_check":            (422, "expires_at",  "must be in the future"),
+    "comment_counters_story_id_fkey":      (404, None,          "no such story"),
+    "comments_story_id_fkey":              (404, None,          "no such story"),
+    "comments_parent_fkey":                (422, "parent_id",   "must be a comment of the same story"),  # noqa: E501
+    "comments_author_id_fkey":             (401, None,          "the token is unknown or revoked"),
+    "comments_body_check":                 (422, "body",        "must be 1 to 10000 characters"),
+    "comment_versions_actor_id_fkey":      (401, None,          "the token is unknown or revoked"),
+    "comment_versions_pkey":               (409, None,          "the comment changed meanwhile; try again"),  # noqa: E501
 }  # fmt: skip
 # SQLSTATE classes without a constraint to name: a value PostgreSQL cannot hold (22) or too
 # large for an index (54) is 422; the database away (08, 53, 57P01-03) is 503 (db.py decides
@@ -298,7 +305,8 @@ def _domain_answer(exc: DomainError) -> web.Response:
     return problem_response(exc.status, exc.detail, errors=errors, headers=headers, **exc.members)
 
 
-_BY_STATUS: dict[int, type[DomainError]] = {401: Unauthenticated, 409: Conflict}
+# 404: what the request names was deleted by a request that committed first.
+_BY_STATUS: dict[int, type[DomainError]] = {401: Unauthenticated, 404: NotFound, 409: Conflict}
 
 
 def database_answer(exc: BaseException) -> DomainError | None:

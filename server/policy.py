@@ -7,7 +7,8 @@ not do this). Tasks decide from the caller's role, derived when read (queries/ta
 highest of maintainer > collaborator reaching the task, the event owner being maintainer.
 Stories decide from the role reaching their task, and whether the caller wrote them.
 Invites decide from who the caller is to the invite (its invitee, its inviter) and the
-caller's role on its task.
+caller's role on its task. Comments decide from the role reaching their story's task and
+whether the caller wrote them.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Action(enum.Enum):
     LIST_SENT_INVITES = "list_sent_invites"  # the invites a user sent
     ANSWER_INVITE = "answer_invite"  # accept or reject an invite
     REVOKE_INVITE = "revoke_invite"
+    CREATE_COMMENT = "create_comment"  # a comment on a story
+    LIST_COMMENTS = "list_comments"  # a story's comments
 
 
 def user_decision(caller_id: uuid.UUID, user_id: uuid.UUID, action: Action) -> Decision:
@@ -152,6 +155,25 @@ def invite_decision(caller_id: uuid.UUID, invite: InviteFacts, action: Action) -
     return Decision.FORBIDDEN
 
 
+@dataclass(frozen=True)
+class CommentFacts:
+    role: str | None  # the caller's role reaching the task of the comment's story; None: none
+    is_author: bool = False  # the caller wrote the comment (its author_id)
+
+
+def comment_decision(comment: CommentFacts, action: Action) -> Decision:
+    """Comments follow their story's task (API.md, "Comment"): an outsider does not know one
+    exists; every member reads it and its history; only its author edits it; its author or a
+    maintainer deletes it."""
+    if comment.role is None:
+        return Decision.HIDDEN
+    if action is Action.UPDATE and not comment.is_author:
+        return Decision.FORBIDDEN
+    if action is Action.DELETE and not (comment.is_author or comment.role == MAINTAINER):
+        return Decision.FORBIDDEN
+    return Decision.ALLOW
+
+
 # What a 403 says, by what was addressed and what the caller tried: the words fit the action.
 FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
     ("user", Action.UPDATE): "you may only change your own account",
@@ -182,6 +204,11 @@ FORBIDDEN_MESSAGES: dict[tuple[str, Action], str] = {
         "invite",
         Action.REVOKE_INVITE,
     ): "only the inviter or a maintainer of the task may revoke an invite",
+    ("comment", Action.UPDATE): "only the comment's author may edit it",
+    (
+        "comment",
+        Action.DELETE,
+    ): "only the comment's author or a maintainer of its task may delete it",
 }
 
 

@@ -334,3 +334,35 @@ async def add_role(
         headers=by["headers"],
     )  # fmt: skip
     assert response.status == 201, await response.text()
+
+
+async def get(client: Any, path: str, user: dict[str, Any]) -> dict[str, Any]:
+    """GET ``path`` as ``user``: the JSON of a 200."""
+    response = await client.get(path, headers=user["headers"])
+    assert response.status == 200, await response.text()
+    return dict(await response.json())
+
+
+async def new_story(
+    client: Any, user: dict[str, Any], task_id: str, content: str = "", title: str = "Story"
+) -> dict[str, Any]:
+    body = {"task_id": task_id, "title": title, "content": content}
+    response = await client.post("/stories", json=body, headers=user["headers"])
+    assert response.status == 201, await response.text()
+    assert response.headers["ETag"] == '"1"'
+    return dict(await response.json())
+
+
+async def notifications_of(client: Any, user: dict[str, Any], *types: str) -> list[dict[str, Any]]:
+    """The user's notifications of these types, oldest first (its latest 200)."""
+    page = await get(client, f"/notifications/{user['id']}?limit=200", user)
+    return [n for n in reversed(page["items"]) if n["type"] in types]
+
+
+# The actors of a task tree's access tables (conftest.TaskTree), in the order of row().
+ACTORS = ("owner", "inherited", "maintainer", "collaborator", "outsider", "anonymous")
+
+
+def row(*statuses: int) -> dict[str, int]:
+    """An access table's row: the status each of ACTORS gets, in that order."""
+    return dict(zip(ACTORS, statuses, strict=True))

@@ -11,10 +11,12 @@ from server.errors import Forbidden
 from server.policy import (
     FORBIDDEN_MESSAGES,
     Action,
+    CommentFacts,
     Decision,
     EventFacts,
     InviteFacts,
     StoryFacts,
+    comment_decision,
     enforce,
     event_decision,
     forbidden_message,
@@ -180,3 +182,26 @@ def test_story_decisions(
     if expected is Decision.FORBIDDEN:
         with pytest.raises(Forbidden, match="author or a maintainer"):
             enforce(expected, "story", action)
+
+
+@pytest.mark.parametrize(
+    ("role", "is_author", "action", "expected"),
+    [
+        (None, True, Action.READ, Decision.HIDDEN),  # a former member, still the author
+        (None, True, Action.UPDATE, Decision.HIDDEN),
+        ("collaborator", False, Action.READ, Decision.ALLOW),
+        ("collaborator", False, Action.UPDATE, Decision.FORBIDDEN),
+        ("collaborator", True, Action.UPDATE, Decision.ALLOW),
+        ("maintainer", False, Action.UPDATE, Decision.FORBIDDEN),  # the author's words only
+        ("collaborator", False, Action.DELETE, Decision.FORBIDDEN),
+        ("collaborator", True, Action.DELETE, Decision.ALLOW),
+        ("maintainer", False, Action.DELETE, Decision.ALLOW),
+    ],
+)
+def test_comment_decisions(
+    role: str | None, is_author: bool, action: Action, expected: Decision
+) -> None:
+    assert comment_decision(CommentFacts(role, is_author), action) is expected
+    if expected is Decision.FORBIDDEN:
+        with pytest.raises(Forbidden, match="author"):
+            enforce(expected, "comment", action)

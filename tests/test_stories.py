@@ -15,15 +15,17 @@ import asyncpg
 import pytest
 
 from .conftest import TaskTree
-from .helpers import add_role, assert_problem, assert_uses_index, register
+from .helpers import (
+    add_role,
+    assert_problem,
+    assert_uses_index,
+    get,
+    new_story,
+    notifications_of,
+    register,
+    row,
+)
 from .test_merge import patch
-
-ACTORS = ("owner", "inherited", "maintainer", "collaborator", "outsider", "anonymous")
-
-
-def row(*statuses: int) -> dict[str, int]:
-    return dict(zip(ACTORS, statuses, strict=True))
-
 
 MEMBERS = row(200, 200, 200, 200, 404, 401)
 
@@ -57,28 +59,12 @@ def fill(value: Any, tree: TaskTree, story_id: str) -> Any:
     return value.format(story=story_id, missing=uuid.uuid4(), **names)
 
 
-async def new_story(
-    client: Any, user: dict[str, Any], task_id: str, content: str = "", title: str = "Story"
-) -> dict[str, Any]:
-    body = {"task_id": task_id, "title": title, "content": content}
-    response = await client.post("/stories", json=body, headers=user["headers"])
-    assert response.status == 201, await response.text()
-    assert response.headers["ETag"] == '"1"'
-    return dict(await response.json())
-
-
 async def edit(
     client: Any, user: dict[str, Any], story_id: str, content: str, **body: Any
 ) -> dict[str, Any]:
     response = await client.patch(
         f"/stories/{story_id}/content", json={"content": content, **body}, headers=user["headers"]
     )
-    assert response.status == 200, await response.text()
-    return dict(await response.json())
-
-
-async def get(client: Any, path: str, user: dict[str, Any]) -> dict[str, Any]:
-    response = await client.get(path, headers=user["headers"])
     assert response.status == 200, await response.text()
     return dict(await response.json())
 
@@ -413,8 +399,7 @@ async def test_restore_makes_a_new_revision_with_the_old_text_exactly(
 
 async def notifications(client: Any, user: dict[str, Any]) -> list[dict[str, Any]]:
     """The user's notifications about stories, oldest first (the tree's own are left out)."""
-    page = await get(client, f"/notifications/{user['id']}?limit=200", user)
-    return [n for n in reversed(page["items"]) if n["type"] in ("story_update", "mention")]
+    return await notifications_of(client, user, "story_update", "mention")
 
 
 async def test_members_but_the_actor_are_notified_and_mentions_replace_updates(
