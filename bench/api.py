@@ -3,19 +3,24 @@
     python -m bench.api                # 10 s per phase, 16 clients
     python -m bench.api --seconds 5
     python -m bench.api --compare ../old  # also a checkout of an older commit, same run
+    python -m bench.api --compare ../old --rounds 3  # interleaved, median and spread of each
 
 Phases (each bounded in time): a bare aiohttp handler returning a constant (the ceiling:
 routing, HTTP parsing and the event loop, nothing else), then this service's authenticated
 GET /events/{id} (token lookup + event read + access check) and POST /events. Beside the
 rate, the server's CPU milliseconds per request (from /proc): on a machine whose cores are
-shared the rate moves with the neighbours' load, the CPU cost of a request much less. Prints
-a Markdown table; numbers go to bench/results/api-<time>.json.
+shared the rate moves with the neighbours' load, the CPU cost of a request much less. With
+``--rounds N`` every checkout is measured N times, interleaved (this, older, this, older...),
+and the table gives the median with the lowest and highest round: the spread between rounds
+of the same code is the noise a difference between checkouts must exceed. Prints a Markdown
+table; numbers go to bench/results/api-<time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -120,29 +125,63 @@ async def main_async(args: argparse.Namespace) -> None:
         ceiling.terminate()
         ceiling.wait()
     rows = [("ceiling", "bare aiohttp handler, constant answer (ceiling)")]
-    for i, root in enumerate([ROOT, *args.compare]):
+    roots = [ROOT, *args.compare]
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    for round_number in range(1, args.rounds + 1):
+        for i, root in enumerate(roots):
+            suffix = "" if i == 0 else f"_{i}"
+            if args.rounds > 1:
+                say(f"round {round_number} of {args.rounds}")
+            measured: dict[str, Any] = {}
+            await measure_service(root, args.clients, args.seconds, measured, suffix)
+            for key, result in measured.items():
+                rounds.setdefault(key, []).append(result)
+    for i, root in enumerate(roots):
         suffix = "" if i == 0 else f"_{i}"
-        await measure_service(root, args.clients, args.seconds, results, suffix)
         name = "" if i == 0 else f" ({root.name})"
         rows += [
             ("get_event" + suffix, "authenticated GET /events/{id}" + name),
             ("post_event" + suffix, "authenticated POST /events" + name),
         ]
+    for key, measured_rounds in rounds.items():
+        results[key] = median_round(measured_rounds)
     ceiling_rate = results["ceiling"]["per_second"]
     print()
     print(
-        f"| measure ({args.clients} clients, {args.seconds:.0f} s each) | requests/s | p50 (ms) "
-        "| p99 (ms) | share of the ceiling | server CPU ms/request |"
+        f"| measure ({args.clients} clients, {args.seconds:.0f} s each"
+        + (f", median of {args.rounds} rounds" if args.rounds > 1 else "")
+        + ") | requests/s | p50 (ms) | p99 (ms) | share of the ceiling | server CPU ms/request |"
     )
     print("|---|---|---|---|---|---|")
     for key, label in rows:
         r = results[key]
         print(
-            f"| {label} | {r['per_second']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['per_second'] / ceiling_rate:.0%} | {r['cpu_ms_per_request']:.3f} |"
+            f"| {label} | {r['per_second']:,.0f}{spread(r, 'per_second', '{:,.0f}')} "
+            f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['per_second'] / ceiling_rate:.0%} "
+            f"| {r['cpu_ms_per_request']:.3f}{spread(r, 'cpu_ms_per_request', '{:.3f}')} |"
         )
     arguments = {**vars(args), "compare": [str(c) for c in args.compare]}
-    save_results("api", {"args": arguments, "results": results})
+    save_results("api", {"args": arguments, "results": results, "rounds": rounds})
+
+
+def median_round(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each number over the rounds, with the lowest and highest of the two
+    that the table shows."""
+    merged: dict[str, Any] = {}
+    for field in measured[0]:
+        values = sorted(r[field] for r in measured)
+        merged[field] = statistics.median(values)
+        merged[field + "_range"] = (values[0], values[-1])
+    merged["rounds"] = len(measured)
+    return merged
+
+
+def spread(result: dict[str, Any], field: str, form: str) -> str:
+    """ " (low-high)" over the rounds, or nothing for one round."""
+    if result.get("rounds", 1) < 2:
+        return ""
+    low, high = result[field + "_range"]
+    return f" ({form.format(low)}-{form.format(high)})"
 
 
 def main() -> None:
@@ -158,8 +197,15 @@ def main() -> None:
         default=[],
         help="also measure the service of this checkout (e.g. a git worktree of an older commit)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every checkout this many times, interleaved; report median and spread",
+    )
     args = parser.parse_args()
     args.seconds = min(args.seconds, 60.0)
+    args.rounds = max(1, min(args.rounds, 10))
     asyncio.run(main_async(args))
 
 
