@@ -3,6 +3,7 @@
     python -m bench.feed                 # full run, both targets (about 3 minutes)
     python -m bench.feed --quick         # shorter phases, 100 streams only
     python -m bench.feed --target ours   # skip the baseline
+    python -m bench.feed --target ours --compare ../old  # beside an older checkout, same run
 
 Phases, each bounded in count and time:
   1. writes: POST /add-value/ at 1, 16 and 64 concurrent clients for --seconds each;
@@ -23,6 +24,7 @@ import contextlib
 import platform
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -232,7 +234,13 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 @contextlib.contextmanager
-def started(kind: str) -> Iterator[Target]:
+def started(kind: str | Path) -> Iterator[Target]:
+    """ "ours", "baseline", or the path of another checkout of this service."""
+    if isinstance(kind, Path):
+        with ours(root=kind) as target:
+            target.name = f"{target.name} ({kind.name})"
+            yield target
+        return
     with ours() if kind == "ours" else baseline() as target:
         yield target
 
@@ -249,7 +257,12 @@ async def main_async(args: argparse.Namespace) -> None:
             results.append(await run_target(target, args))
     print()
     print(table(results))
-    save_results("feed", {"args": vars(args), "results": results})
+    arguments = {
+        **vars(args),
+        "compare": [str(c) for c in args.compare],
+        "targets": [str(t) for t in args.targets],
+    }
+    save_results("feed", {"args": arguments, "results": results})
 
 
 def main() -> None:
@@ -261,8 +274,16 @@ def main() -> None:
     parser.add_argument("--values", type=int, default=200)
     parser.add_argument("--rate", type=float, default=100.0, help="values per second")
     parser.add_argument("--quick", action="store_true", help="3 s write phases, 100 streams")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        help="also measure the service of this checkout (e.g. a git worktree of an older commit)",
+    )
     args = parser.parse_args()
     args.targets = ["ours", "baseline"] if args.target == "both" else [args.target]
+    args.targets += args.compare
     args.streams = [100] if args.quick else [100, 1000]
     if args.quick:
         args.seconds = 3.0
