@@ -95,38 +95,48 @@ WITH RECURSIVE up (id, parent_id) AS (
 )
 SELECT EXISTS (SELECT 1 FROM up WHERE id = :task_id);
 
--- name: list_event_tasks :many
--- One page of the tasks of an event that the caller can see (GET /events/{id}/tasks), by id
--- after :after_id (the nil UUID for the first page), each with my_role and allocated_minutes.
--- The owner sees every task as maintainer: a range on tasks_event_id_id_key in id order. Anyone
--- else sees the subtrees of the tasks they are members of: the roots from
--- task_members_user_id_idx, walked down by tasks_parent_id_idx, each task with the highest
--- role reaching it. The rollup per row is index-only on tasks_parent_id_idx.
-WITH RECURSIVE owner AS (
-    SELECT (user_id = :caller_id) AS is_owner FROM events WHERE id = :event_id
-), reached (id, rank) AS (
+-- name: list_event_tasks_as_owner :many
+-- One page of every task of an event, for its owner (GET /events/{id}/tasks), by id after
+-- :after_id (the nil UUID for the first page). The owner is maintainer of every task: a range
+-- on tasks_event_id_id_key in id order; the rollup per row is index-only on
+-- tasks_parent_id_idx.
+SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
+    t.completed, t.completed_at, t.created_by, t.created_at, t.updated_at,
+    'maintainer' AS my_role,
+    (SELECT coalesce(sum(c.duration_minutes), 0) FROM tasks AS c WHERE c.parent_id = t.id)
+        AS allocated_minutes
+FROM tasks AS t
+WHERE t.event_id = :event_id AND t.id > :after_id
+ORDER BY t.id
+LIMIT :max_rows;
+
+-- name: list_event_tasks_as_member :many
+-- One page of the tasks of an event that a member (not the owner) can see, by id after
+-- :after_id: the subtrees of the tasks the caller holds a role on, each task with the highest
+-- role reaching it. Driven by what the caller sees, not by the event's size: the roots from
+-- task_members_user_id_idx (their event checked by tasks_pkey), walked down by
+-- tasks_parent_id_idx, the page's rows by tasks_pkey; the rollup per row is index-only on
+-- tasks_parent_id_idx.
+WITH RECURSIVE reached (id, rank) AS (
     SELECT m.task_id, CASE m.role WHEN 'maintainer' THEN 2 ELSE 1 END
     FROM task_members AS m
     JOIN tasks AS root ON root.id = m.task_id
     WHERE m.user_id = :caller_id AND root.event_id = :event_id
-      AND NOT coalesce((SELECT is_owner FROM owner), false)
     UNION
     SELECT c.id, reached.rank FROM reached JOIN tasks AS c ON c.parent_id = reached.id
 ), visible AS (
     SELECT id, max(rank) AS rank FROM reached GROUP BY id
+), page AS (
+    SELECT id, rank FROM visible WHERE id > :after_id ORDER BY id LIMIT :max_rows
 )
 SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
     t.completed, t.completed_at, t.created_by, t.created_at, t.updated_at,
-    CASE WHEN o.is_owner OR v.rank = 2 THEN 'maintainer' ELSE 'collaborator' END AS my_role,
+    CASE WHEN p.rank = 2 THEN 'maintainer' ELSE 'collaborator' END AS my_role,
     (SELECT coalesce(sum(c.duration_minutes), 0) FROM tasks AS c WHERE c.parent_id = t.id)
         AS allocated_minutes
-FROM tasks AS t
-CROSS JOIN owner AS o
-LEFT JOIN visible AS v ON v.id = t.id
-WHERE t.event_id = :event_id AND t.id > :after_id
-  AND (o.is_owner OR v.id IS NOT NULL)
-ORDER BY t.id
-LIMIT :max_rows;
+FROM page AS p
+JOIN tasks AS t ON t.id = p.id
+ORDER BY t.id;
 
 -- name: list_task_collaborators :many
 -- One page of the users holding a role on a task (GET /tasks/{id}/collaborators), by user_id

@@ -72,15 +72,31 @@ class TasksRepository:
         )
 
     async def list_visible(
-        self, event_id: uuid.UUID, caller_id: uuid.UUID, after: uuid.UUID | None, limit: int
+        self,
+        event_id: uuid.UUID,
+        caller_id: uuid.UUID,
+        after: uuid.UUID | None,
+        limit: int,
+        *,
+        as_owner: bool,
     ) -> list[Task]:
-        rows = await self.db.many(
-            "tasks.list_event_tasks",
-            event_id=event_id,
-            caller_id=caller_id,
-            after_id=after or FIRST,
-            max_rows=limit,
-        )
+        """A page of the event's tasks the caller sees: all of them for the owner, the
+        subtrees of the caller's roles for anyone else (one statement each)."""
+        if as_owner:
+            rows = await self.db.many(
+                "tasks.list_event_tasks_as_owner",
+                event_id=event_id,
+                after_id=after or FIRST,
+                max_rows=limit,
+            )
+        else:
+            rows = await self.db.many(
+                "tasks.list_event_tasks_as_member",
+                event_id=event_id,
+                caller_id=caller_id,
+                after_id=after or FIRST,
+                max_rows=limit,
+            )
         return [Task.from_row(r) for r in rows]
 
     async def collaborators(

@@ -231,8 +231,10 @@ async def list_event_tasks(
     db: Runner, caller_id: uuid.UUID, event_id: uuid.UUID, after: uuid.UUID | None, limit: int
 ) -> list[Task]:
     """``limit`` of the event's tasks that the caller can see, by id after ``after``."""
-    await access_event(db, caller_id, event_id, Action.LIST_TASKS)
-    return await TasksRepository(db).list_visible(event_id, caller_id, after, limit)
+    event = await access_event(db, caller_id, event_id, Action.LIST_TASKS)
+    return await TasksRepository(db).list_visible(
+        event.id, caller_id, after, limit, as_owner=event.user_id == caller_id
+    )
 
 
 async def do_add_collaborator(
