@@ -290,6 +290,54 @@ class Rig:
         return "\n".join(parts)
 
 
+class HoldingProxy:
+    """Forwards 127.0.0.1:port to a TCP server; once ``hold`` is set, what clients send is
+    held back (their connections stay open, their requests go unanswered), as on a link that
+    stopped passing traffic one way."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self.hold = asyncio.Event()
+        self._released = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> HoldingProxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def forward(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, holdable: bool
+        ) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    if holdable and self.hold.is_set():
+                        await self._released.wait()
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        tasks = {
+            asyncio.create_task(forward(reader, up_writer, True)),
+            asyncio.create_task(forward(up_reader, writer, False)),
+        }
+        self._tasks |= tasks
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        self._released.set()
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 failed_key = pytest.StashKey[bool]()
 
 
@@ -382,24 +430,34 @@ class Load:
             n = next(self._counter)
             kind = ("value", "message")[n % 2]
             base = self.bases[(n // 2) % len(self.bases)]
-            write = Write(kind, f"{kind}-{n}", base, time.time())
-            self.writes.append(write)
-            if kind == "value":
-                url, body, headers = base + "/add-value/", {"value": write.text}, None
-            else:
-                url = base + "/sse/send-message"
-                body = {"user_ids": self.recipients, "message": write.text}
-                headers = self.sender["headers"]
-            try:
-                async with session.post(url, json=body, headers=headers) as response:
-                    write.status = response.status
-                    write.retry_after = response.headers.get("Retry-After")
-                    await response.read()
-            except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
-                write.error = type(exc).__name__
-            write.answered = time.time()
+            await self._write(session, kind, f"{kind}-{n}", base)
             if pause:
                 await asyncio.sleep(pause)
+
+    async def write_one(self, kind: str, text: str, base: str) -> Write:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            return await self._write(session, kind, text, base)
+
+    async def _write(
+        self, session: aiohttp.ClientSession, kind: str, text: str, base: str
+    ) -> Write:
+        write = Write(kind, text, base, time.time())
+        self.writes.append(write)
+        if kind == "value":
+            url, body, headers = base + "/add-value/", {"value": text}, None
+        else:
+            url = base + "/sse/send-message"
+            body = {"user_ids": self.recipients, "message": text}
+            headers = self.sender["headers"]
+        try:
+            async with session.post(url, json=body, headers=headers) as response:
+                write.status = response.status
+                write.retry_after = response.headers.get("Retry-After")
+                await response.read()
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            write.error = type(exc).__name__
+        write.answered = time.time()
+        return write
 
     def in_flight(self, base: str) -> int:
         return sum(1 for w in self.writes if w.base == base and w.answered == 0.0)

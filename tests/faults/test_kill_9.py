@@ -10,6 +10,7 @@ import pytest
 
 from ..helpers import Follower
 from .conftest import (
+    HoldingProxy,
     Load,
     Rig,
     Write,
@@ -110,4 +111,60 @@ async def test_kill_9_loses_no_acknowledged_write_and_streams_resume_on_the_othe
         assert f.opened[0] == a.base and f.opened[-1] == b.base, f.opened
     for f in on_b:
         assert f.opened == [b.base] and not f.ends
+    assert not b.problems(), b.problems()
+
+
+@bounded(90)
+async def test_news_a_killed_process_never_published_still_reaches_the_other_process(
+    rig: Rig,
+) -> None:
+    """A process dies between COMMIT and PUBLISH: its writes were acknowledged, their news never
+    left it, and no later write comes to reveal the gap. The other process's live streams must
+    still get them (its Redis is fine, so nothing else makes it read PostgreSQL)."""
+    proxy = await HoldingProxy(rig.redis.port).start()
+    try:
+        (a,) = await rig.start_services("A", REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
+        (b,) = await rig.start_services("B")
+        sender = await sign_up(a.base, "Sender")
+        reader = await sign_up(a.base, "Reader")
+        followers = [
+            Follower([b.base], "/events/").start(),
+            Follower([b.base], f"/sse/{reader['id']}", reader["headers"]).start(),
+        ]
+        try:
+            await all_ready(followers)
+            load = Load([a.base], sender, [reader["id"]])
+            for kind in ("value", "message"):
+                await load.write_one(kind, "before", a.base)
+            await caught_up([(f, [(1, "before")]) for f in followers], timeout=10)
+            # A's link to Redis stops passing what A sends: its publishes hang (for up to the
+            # client's 5 s socket timeout, so A never finds out that they failed).
+            proxy.hold.set()
+            for kind in ("value", "message"):
+                await load.write_one(kind, "unpublished", a.base)
+            await asyncio.sleep(0.5)
+            a.signal(signal.SIGKILL)
+            killed_at = time.time()
+            stored = await read_stored(rig.postgres.url, [reader["id"]])
+            expected = {followers[0]: stored.feed(), followers[1]: stored.inbox(reader["id"])}
+            await caught_up(list(expected.items()), timeout=15)
+        finally:
+            for f in followers:
+                await f.stop()
+    finally:
+        await proxy.close()
+
+    arrived = [f.received[-1].at - killed_at for f in followers if len(f.received) == 2]
+    summary(
+        "kill -9 before publishing",
+        acknowledged=sum(1 for w in load.writes if w.ok),
+        streams=len(followers),
+        received=sum(len(f.received) for f in followers),
+        lost=sum(tally(f, expected[f])["lost"] for f in followers),
+        arrived_after_kill_s=[round(t, 2) for t in arrived],
+    )
+    assert all(w.ok for w in load.writes) and len(load.writes) == 4
+    for f in followers:
+        assert seen(f) == expected[f], (f.path, tally(f, expected[f]))
+        assert len(f.received) == 2 and f.opened == [b.base]
     assert not b.problems(), b.problems()
