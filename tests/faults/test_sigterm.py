@@ -87,7 +87,7 @@ async def test_sigterm_ends_streams_cleanly_and_they_resume_on_the_other_process
         acknowledged=sum(1 for w in load.writes if w.ok),
         in_flight_on_stopped=in_flight,
         to_stopped_after_sigterm=sum(1 for w in to_a if w.sent >= term_at),
-        answers_from_stopped={w.status for w in to_a if w.sent >= term_at},
+        answers_from_stopped=sorted({str(w.status or w.error) for w in to_a if w.sent >= term_at}),
         streams=len(followers),
         received=sum(c["received"] for c in counts),
         lost=sum(c["lost"] for c in counts),
