@@ -104,6 +104,16 @@ CROSS JOIN LATERAL (
 ) AS n
 ORDER BY n.user_id, n.seq;
 
+-- name: find_users_behind :value
+-- The stream watch, every heartbeat interval: which of these users have a notification
+-- committed after the seq their streams on this process stand at. Such news never reached this
+-- process: the process that committed it died before publishing it, and nothing else tells.
+-- One statement for every connected user; notification_counters_pkey probes.
+SELECT array_agg(wanted.user_id) AS found
+FROM unnest(:user_ids::uuid[], :after_seqs::bigint[]) AS wanted (user_id, after_seq)
+JOIN notification_counters ON notification_counters.user_id = wanted.user_id
+WHERE notification_counters.last_seq > wanted.after_seq;
+
 -- name: get_notification_bounds :one
 -- The oldest seq still kept and the newest committed one for a user, to tell a resumable
 -- Last-Event-ID from one that needs a reset. notifications_user_id_seq_key (one end) and

@@ -9,10 +9,14 @@ of them at once.
   that user's streams; the hubs hand the rows out exactly as they hand out news from Redis
   (streams that already have a row skip it). So while Redis is down, streams still get each
   message within about a second of its commit, and when Redis returns nothing is lost or sent
-  twice. While Redis is healthy this reads nothing.
+  twice. While Redis is healthy this reads nothing (but see the heartbeat's look below).
 - **Every heartbeat interval**: one query checks which of the tokens behind the open streams
   still exist, and ends the streams of revoked tokens and deleted users, whatever Redis
-  delivered of the revocation news (it only makes the end come sooner).
+  delivered of the revocation news (it only makes the end come sooner). And one look at the
+  newest ids (the feed's counter, and one for every connected user) finds commits whose news
+  never came although Redis is fine: a process that died between COMMIT and PUBLISH tells
+  nobody, and the gap would otherwise show only when a later message on the same channel
+  arrives, which for a quiet user may be never. Streams that are behind are read as above.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from .feed.frames import value_frame
 from .feed.repository import ValuesRepository
 from .notifications.frames import notification_frame
 from .notifications.repository import NotificationsRepository
-from .streams import REPLAY_PAGE, StreamRegistry
+from .streams import REPLAY_PAGE, Hub, StreamRegistry
 from .users.repository import UsersRepository
 from .wire import FEED_CHANNEL, channel_user
 
@@ -166,6 +170,7 @@ class StreamWatch:
                 next_token_check = time.monotonic() + self.heartbeat
                 try:
                     await self.check_tokens()
+                    await self.check_behind()
                 except Exception as exc:
                     self._failed(exc)
 
@@ -206,7 +211,8 @@ class StreamWatch:
         self._kicked = True
         self._wake.set()
 
-    async def _poll_users(self) -> None:
+    def _user_positions(self) -> tuple[dict[uuid.UUID, Hub], dict[uuid.UUID, int]]:
+        """The hub of every connected user with live streams, and where the lowest stands."""
         hubs = {}
         positions: dict[uuid.UUID, int] = {}
         for channel, hub in list(self.registry.hubs.items()):
@@ -217,6 +223,10 @@ class StreamWatch:
             if live:
                 hubs[user_id] = hub
                 positions[user_id] = min(live)
+        return hubs, positions
+
+    async def _poll_users(self) -> None:
+        hubs, positions = self._user_positions()
         if not positions:
             return
         self.registry.metrics.fallback_reads.labels("users").inc()
@@ -226,6 +236,18 @@ class StreamWatch:
             rows = [(n.seq, notification_frame(n)) for n in notifications]
             complete = len(rows) < USER_PAGE and sum(len(f) for _, f in rows) < budget
             hubs[user_id].deliver_rows(rows, complete=complete)
+
+    async def check_behind(self) -> None:
+        """Read PostgreSQL for every stream (as after lost news) when it holds commits after
+        where the live streams stand: news that never came, though Redis may be fine."""
+        hub = self.registry.hubs.get(FEED_CHANNEL)
+        positions = hub.positions() if hub is not None else set()
+        if positions and (await ValuesRepository(self.db).bounds()).newest > min(positions):
+            self.kick()
+            return
+        _, users = self._user_positions()
+        if users and await NotificationsRepository(self.db).users_behind(users):
+            self.kick()
 
     async def check_tokens(self) -> None:
         """End the streams whose token no longer exists (revoked, or its user deleted)."""

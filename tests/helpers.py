@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,129 @@ class EventStream:
             while await self.response.content.readany():
                 pass
         return True
+
+
+@dataclass
+class Received:
+    """One message a Follower got: its id, data and event name, when (time.time()) and from
+    which service."""
+
+    id: int
+    data: str
+    event: str | None
+    at: float
+    base: str
+
+
+@dataclass
+class StreamEnd:
+    """How one connection of a Follower ended: "clean" (the server ended the response),
+    "broken: <error>" (cut mid-response), "unreachable: <error>" (no connection at all), or
+    "status <code>" (an answer other than 200, after which a browser gives up)."""
+
+    base: str
+    how: str
+    at: float
+
+
+class Follower:
+    """A test's EventSource on real services: follows a stream and, whenever it ends or breaks,
+    waits the ``retry:`` delay the server last gave and reconnects with Last-Event-ID, moving
+    on to the next of ``bases`` (another process of the service). Like a browser it gives up
+    on any status other than 200. Records every message, heartbeat and end, for the test to
+    compare with what PostgreSQL holds."""
+
+    def __init__(
+        self,
+        bases: list[str],
+        path: str,
+        headers: dict[str, str] | None = None,
+        last_id: str | None = "0",
+    ) -> None:
+        self.bases = list(bases)
+        self.path = path
+        self.headers = dict(headers or {})
+        self.first_id = last_id
+        self.received: list[Received] = []
+        self.pings: list[float] = []  # when each `: ping` arrived
+        self.refusals: list[str] = []  # other comments: why a stream was refused
+        self.ends: list[StreamEnd] = []
+        self.opened: list[str] = []  # the base of every connection that answered 200
+        self.opened_at: list[float] = []  # and when
+        self.retry_ms = 3000
+        self.gave_up: int | None = None  # the status that made it stop
+        self.ready = asyncio.Event()  # the first connection has sent its retry: line
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def last_id(self) -> str | None:
+        return str(self.received[-1].id) if self.received else self.first_id
+
+    def ids(self) -> list[int]:
+        return [r.id for r in self.received]
+
+    def start(self) -> Follower:
+        self._task = asyncio.create_task(self._run(), name=f"follower {self.path}")
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    async def _run(self) -> None:
+        connector = aiohttp.TCPConnector(force_close=True)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            turn = 0
+            while True:
+                base = self.bases[turn % len(self.bases)]
+                how = await self._follow(session, base)
+                self.ends.append(StreamEnd(base, how, time.time()))
+                if self.gave_up is not None:
+                    return
+                turn += 1
+                await asyncio.sleep(self.retry_ms / 1000)
+
+    async def _follow(self, session: aiohttp.ClientSession, base: str) -> str:
+        headers = dict(self.headers)
+        last = self.last_id
+        if last is not None:
+            headers["Last-Event-ID"] = last
+        try:
+            async with session.get(base + self.path, headers=headers) as response:
+                if response.status != 200:
+                    self.gave_up = response.status
+                    return f"status {response.status}"
+                self.opened.append(base)
+                self.opened_at.append(time.time())
+                stream = EventStream(response)
+                while True:
+                    event = await stream.next(timeout=3600, with_comments=True)
+                    now = time.time()
+                    if event.retry is not None:
+                        self.retry_ms = event.retry
+                        self.ready.set()
+                    for comment in event.comments:
+                        if comment == "ping":
+                            self.pings.append(now)
+                        else:
+                            self.refusals.append(comment)
+                    if event.id is not None and (event.data or event.event):
+                        self.received.append(
+                            Received(int(event.id), event.data, event.event, now, base)
+                        )
+        except EOFError:
+            return "clean"
+        except aiohttp.ClientConnectorError as exc:
+            return f"unreachable: {type(exc).__name__}"
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            return f"broken: {type(exc).__name__}"
 
 
 async def open_stream(client: Any, path: str = "/events/", **kwargs: Any) -> EventStream:

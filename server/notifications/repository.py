@@ -80,6 +80,16 @@ class NotificationsRepository:
             found.setdefault(r["user_id"], []).append(Notification.from_row(r))
         return found
 
+    async def users_behind(self, positions: dict[uuid.UUID, int]) -> set[uuid.UUID]:
+        """The users whose newest committed notification is after the seq given for them."""
+        users = list(positions)
+        found = await self.db.value(
+            "notifications.find_users_behind",
+            user_ids=users,
+            after_seqs=[positions[u] for u in users],
+        )
+        return set(found or ())
+
     async def bounds(self, user_id: uuid.UUID) -> Bounds:
         row = await self.db.one("notifications.get_notification_bounds", user_id=user_id)
         assert row is not None
