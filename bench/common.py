@@ -241,14 +241,22 @@ class SSEClient(asyncio.Protocol):
                 self.pings += 1
                 continue
             data = []
+            event = None
             for line in frame.split(b"\n"):
                 if line.startswith(b"data: "):
                     data.append(line[6:])
                 elif line.startswith(b"id: "):
                     self.last_id = line[4:].decode()
+                elif line.startswith(b"event: "):
+                    event = line[7:].decode()
             if data:
-                self.received.append((b"\n".join(data).decode(), now))
-                self.ids.append(self.last_id or "")
+                self.message(b"\n".join(data).decode(), event, now)
+
+    def message(self, data: str, event: str | None, at: float) -> None:
+        """One message (a frame with data; its id is ``self.last_id``): kept with its receive
+        time. A client of a long run overrides this to count instead of keeping everything."""
+        self.received.append((data, at))
+        self.ids.append(self.last_id or "")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ready.done():
