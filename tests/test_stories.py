@@ -22,6 +22,7 @@ from .helpers import (
     get,
     new_story,
     notifications_of,
+    racing_a_deletion,
     register,
     row,
 )
@@ -560,6 +561,27 @@ async def test_bad_input_is_a_clear_4xx(client: Any, task_tree: TaskTree) -> Non
         ),
         400,
     )
+
+
+async def test_a_story_created_while_its_task_is_deleted_is_404(
+    client: Any, task_tree: TaskTree
+) -> None:
+    """Review finding: the task's deletion committing between the access check and the
+    INSERT made the foreign key fail, answered 422 ("no such task") as if the body were
+    wrong. The task is gone: 404, as for a task that never existed."""
+    owner, leaf = task_tree.users["owner"], task_tree.tasks["leaf"]["id"]
+    response = await racing_a_deletion(
+        client,
+        ("DELETE FROM tasks WHERE id = $1", uuid.UUID(leaf)),
+        lambda: client.post(
+            "/stories", json={"task_id": leaf, "title": "Late"}, headers=owner["headers"]
+        ),
+        "POST /stories",
+    )
+    problem = await assert_problem(response, 404)
+    assert "errors" not in problem
+    gone = await client.get(f"/tasks/{leaf}/stories", headers=owner["headers"])
+    await assert_problem(gone, 404)
 
 
 async def test_deletions_cascade_and_a_deleted_author_leaves_null(
