@@ -141,7 +141,7 @@ CONSTRAINTS: dict[str, tuple[int, str | None, str]] = {
     "story_revisions_pkey":                (409, None,          "the story changed meanwhile; try again"),  # noqa: E501
     "invites_task_id_fkey":                (422, "task_id",     "no such task"),
     "invites_inviter_id_fkey":             (401, None,          "the token is unknown or revoked"),
-    "invites_invitee_id_fkey":             (422, "user_id",     "no such user"),
+    "invites_invitee_id_fkey":             (422, None,          "the invited user no longer exists"),  # noqa: E501
     "invites_invitee_id_check":            (409, None,          "you cannot invite yourself"),
     "invites_role_check":                  (422, "role",        "must be maintainer or collaborator"),  # noqa: E501
     "invites_status_check":                (422, "status",      "must be accepted, rejected or revoked"),  # noqa: E501
