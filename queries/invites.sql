@@ -9,11 +9,15 @@
 
 -- name: find_invitee :value
 -- The id of the user an invite is for, by id or by email in any case (the other one NULL);
--- NULL when there is no such user (POST /invites answers 422 and creates nobody). A BitmapOr
--- of users_pkey and users_email_key (lower(email)).
+-- NULL when there is no such user (POST /invites answers 422 on the field it was given, and
+-- creates nobody). The row is held FOR KEY SHARE until the transaction ends, so the user
+-- cannot be deleted between this answer and the invite's INSERT (whose foreign key would
+-- fail, and could not tell user_id from email); a deletion under way is waited for, and then
+-- there is no such user. A BitmapOr of users_pkey and users_email_key (lower(email)).
 SELECT id
 FROM users
-WHERE id = :user_id OR lower(email) = lower(:email);
+WHERE id = :user_id OR lower(email) = lower(:email)
+FOR KEY SHARE;
 
 -- name: has_live_pending_invite :value
 -- Whether the task has a pending invite for the user that has not expired (POST /invites:

@@ -133,7 +133,7 @@ CONSTRAINTS: dict[str, tuple[int, str | None, str]] = {
     "task_members_task_id_fkey":           (422, "task_id",     "no such task"),
     "task_members_user_id_fkey":           (422, "user_id",     "no such user"),
     "task_members_role_check":             (422, "role",        "must be maintainer or collaborator"),  # noqa: E501
-    "stories_task_id_fkey":                (422, "task_id",     "no such task"),
+    "stories_task_id_fkey":                (404, None,          "no such task"),
     "stories_author_id_fkey":              (401, None,          "the token is unknown or revoked"),
     "stories_title_check":                 (422, "title",       "must be 1 to 200 characters"),
     "stories_content_check":               (422, "content",     "must be at most 524288 bytes of UTF-8"),  # noqa: E501
@@ -141,7 +141,7 @@ CONSTRAINTS: dict[str, tuple[int, str | None, str]] = {
     "story_revisions_pkey":                (409, None,          "the story changed meanwhile; try again"),  # noqa: E501
     "invites_task_id_fkey":                (422, "task_id",     "no such task"),
     "invites_inviter_id_fkey":             (401, None,          "the token is unknown or revoked"),
-    "invites_invitee_id_fkey":             (422, "user_id",     "no such user"),
+    "invites_invitee_id_fkey":             (422, None,          "the invited user no longer exists"),  # noqa: E501
     "invites_invitee_id_check":            (409, None,          "you cannot invite yourself"),
     "invites_role_check":                  (422, "role",        "must be maintainer or collaborator"),  # noqa: E501
     "invites_status_check":                (422, "status",      "must be accepted, rejected or revoked"),  # noqa: E501

@@ -490,3 +490,31 @@ ACTORS = ("owner", "inherited", "maintainer", "collaborator", "outsider", "anony
 def row(*statuses: int) -> dict[str, int]:
     """An access table's row: the status each of ACTORS gets, in that order."""
     return dict(zip(ACTORS, statuses, strict=True))
+
+
+async def racing_a_deletion(
+    client: Any, delete: tuple[str, Any], send: Any, what: str = "the request"
+) -> Any:
+    """``send()`` (a request coroutine) racing a deletion that has run but not committed:
+    a connection of the test runs ``delete`` (SQL text and one argument) in a transaction,
+    starts the request, waits until the request waits on a lock that transaction holds (the
+    row it deletes), then commits. The request's reads saw the row; its write finds it gone.
+    Returns the response."""
+    from server import keys
+
+    pool = client.app[keys.db_key]._target
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute(*delete)
+            request = asyncio.create_task(send())
+            waiting = 0
+            for _ in range(200):  # at most ~10 s
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                if waiting or request.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, f"{what} never waited on the deleted row"
+    return await request

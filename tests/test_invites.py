@@ -25,6 +25,7 @@ from .helpers import (
     assert_uses_index,
     create_event,
     create_task,
+    racing_a_deletion,
     register,
     user_stream,
 )
@@ -234,6 +235,28 @@ async def test_an_unknown_email_is_422_and_creates_no_account(
         await client.post("/invites", json=unknown, headers=owner["headers"]), 422
     )
     assert set(problem["errors"]) == {"user_id"}
+
+
+@pytest.mark.parametrize("by", ["email", "user_id"])
+async def test_an_invite_racing_the_deletion_of_its_invitee_is_422_on_the_field_sent(
+    client: Any, task_tree: TaskTree, by: str
+) -> None:
+    """Review finding: a user deleted between the invitee lookup and the INSERT made the
+    foreign key fail, answered 422 on user_id even to a request that named the user by
+    email. The request is answered on the field it used, as for a user who never existed."""
+    owner, newcomer = task_tree.users["owner"], task_tree.users["newcomer"]
+    leaf = task_tree.tasks["leaf"]["id"]
+    body = {"task_id": leaf, by: newcomer["email" if by == "email" else "id"],
+            "role": "collaborator"}  # fmt: skip
+    response = await racing_a_deletion(
+        client,
+        ("DELETE FROM users WHERE id = $1", uuid.UUID(newcomer["id"])),
+        lambda: client.post("/invites", json=body, headers=owner["headers"]),
+        "POST /invites",
+    )
+    assert set((await assert_problem(response, 422))["errors"]) == {by}
+    sent = await client.get(f"/invites/sent/{owner['id']}", headers=owner["headers"])
+    assert (await sent.json())["items"] == []
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from .helpers import (
     get,
     new_story,
     notifications_of,
+    racing_a_deletion,
     register,
     row,
 )
@@ -242,6 +243,35 @@ async def test_if_match_on_put_and_restore(client: Any, task_tree: TaskTree) -> 
     assert (await assert_problem(restore, 412))["current_revision"] == 4
     got = await get(client, path, owner)
     assert (got["title"], got["revision"]) == ("Four", 4)
+
+
+async def test_an_if_match_naming_no_revision_never_reveals_a_story_the_caller_cannot_see(
+    client: Any, task_tree: TaskTree
+) -> None:
+    """Review finding: PATCH .../content judged its If-Match before the access check, so a tag
+    that names no revision answered 412 for an unknown story and for an outsider, telling
+    the outsider nothing but differing from the 404 of every other route."""
+    owner, outsider = task_tree.users["owner"], task_tree.users["outsider"]
+    story = await new_story(client, owner, task_tree.tasks["leaf"]["id"], "one\n")
+    for tag in ('"abc"', 'W/"1"', '"01"'):
+        for story_id, user in [(str(uuid.uuid4()), owner), (story["id"], outsider)]:
+            headers = {**user["headers"], "If-Match": tag}
+            for method, path, body in [
+                ("PATCH", f"/stories/{story_id}/content", {"content": "x\n"}),
+                ("PATCH", f"/stories/{story_id}/content", {"content": "x\n", "merge": True}),
+                ("PUT", f"/stories/{story_id}", {"title": "x"}),
+                ("POST", f"/stories/{story_id}/revisions/1/restore", None),
+            ]:
+                response = await client.request(method, path, json=body, headers=headers)
+                await assert_problem(response, 404)
+        # A member who can see the story is told that the tag can never match.
+        response = await client.patch(
+            f"/stories/{story['id']}/content",
+            json={"content": "x\n"},
+            headers={**owner["headers"], "If-Match": tag},
+        )
+        assert (await assert_problem(response, 412))["current_revision"] == 1
+    assert (await get(client, f"/stories/{story['id']}", owner))["revision"] == 1
 
 
 async def test_a_stale_base_revision_is_409_with_the_current_revision(
@@ -531,6 +561,27 @@ async def test_bad_input_is_a_clear_4xx(client: Any, task_tree: TaskTree) -> Non
         ),
         400,
     )
+
+
+async def test_a_story_created_while_its_task_is_deleted_is_404(
+    client: Any, task_tree: TaskTree
+) -> None:
+    """Review finding: the task's deletion committing between the access check and the
+    INSERT made the foreign key fail, answered 422 ("no such task") as if the body were
+    wrong. The task is gone: 404, as for a task that never existed."""
+    owner, leaf = task_tree.users["owner"], task_tree.tasks["leaf"]["id"]
+    response = await racing_a_deletion(
+        client,
+        ("DELETE FROM tasks WHERE id = $1", uuid.UUID(leaf)),
+        lambda: client.post(
+            "/stories", json={"task_id": leaf, "title": "Late"}, headers=owner["headers"]
+        ),
+        "POST /stories",
+    )
+    problem = await assert_problem(response, 404)
+    assert "errors" not in problem
+    gone = await client.get(f"/tasks/{leaf}/stories", headers=owner["headers"])
+    await assert_problem(gone, 404)
 
 
 async def test_deletions_cascade_and_a_deleted_author_leaves_null(

@@ -152,12 +152,14 @@ async def update_story(request: web.Request) -> web.Response:
 
 def _base_revision(request: web.Request, body: dict[str, object]) -> int | None:
     """The revision a content edit started from: ``base_revision``, or If-Match's one
-    revision; both given must agree."""
+    revision; both given must agree. ``service.NO_REVISION`` when If-Match names none (a weak
+    or non-numeric tag): it can never match, which the use case says (412) once it knows
+    the caller may see the story."""
     named = if_match(request)
     from_header: int | None = None
     if named is not None:
         if not named:
-            raise ApiError(412, 'If-Match names no revision of this story (use "<revision>")')
+            return service.NO_REVISION
         if len(named) > 1:
             raise ApiError(400, "If-Match on a content edit names one revision")
         (from_header,) = named

@@ -41,6 +41,7 @@ from .repository import StoriesRepository
 STORY_UPDATE = "story_update"
 MENTION = "mention"
 MAX_REVISION = 2**31 - 1  # an integer column: no revision is beyond it
+NO_REVISION = 0  # the base of a content edit whose If-Match names no revision: never matches
 
 
 async def access_story(
@@ -199,11 +200,17 @@ async def do_edit_content(
     merge: bool,
 ) -> tuple[Story, bool]:
     """PATCH .../content: the new content, written over ``base_revision`` (None: whatever is
-    current). A stale base is Conflict with ``current_revision``, unless ``merge``: then the
-    edit is merged three ways with what was written since (merge.py); conflicts are Conflict
-    with ``conflicts`` too, and nothing is written. Returns the story and whether it was
-    merged."""
+    current; NO_REVISION: If-Match named none, PreconditionFailed once the caller is known to
+    see the story). A stale base is Conflict with ``current_revision``, unless ``merge``: then
+    the edit is merged three ways with what was written since (merge.py); conflicts are
+    Conflict with ``conflicts`` too, and nothing is written. Returns the story and whether it
+    was merged."""
     story = (await access_story(work.tx, caller_id, story_id, Action.UPDATE, lock=True)).story
+    if base_revision == NO_REVISION:
+        raise PreconditionFailed(
+            'If-Match names no revision of this story (use "<revision>")',
+            current_revision=story.revision,
+        )
     if base_revision is None or base_revision == story.revision:
         return await _write(work, story, caller_id, story.title, content, "updated"), False
     if base_revision > story.revision:
