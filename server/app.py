@@ -25,6 +25,8 @@ from .feed.repository import ValuesRepository
 from .feed.writer import FeedWriter
 from .health import health
 from .invites import handlers as invites
+from .limits import Counters, Limits
+from .limits import connect as connect_limits
 from .metrics import Metrics, metrics_handler
 from .middleware import observe_middleware
 from .migrations import migrate
@@ -234,6 +236,18 @@ async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
+async def limits_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The abuse limits' counters, on a Redis client of their own (short timeouts)."""
+    settings = app[keys.settings_key]
+    assert settings.redis_url
+    client = connect_limits(settings.redis_url)
+    app[keys.limits_key] = Limits(settings, Counters(client, settings.redis_prefix))
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
 def read_missed(app: web.Application) -> None:
     """Live news may have been lost: the live streams read PostgreSQL through the watch's one
     query per kind (before the watch runs, there are no streams)."""
@@ -308,7 +322,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.settings_key] = settings
     app[keys.passwords_key] = Passwords()
     app[keys.metrics_key] = Metrics()
-    app.cleanup_ctx.extend([database_ctx, fanout_ctx, background_ctx])
+    app.cleanup_ctx.extend([database_ctx, fanout_ctx, limits_ctx, background_ctx])
     app.on_startup.append(openapi.build_spec_on_startup)
     app.on_shutdown.append(close_streams)
     app.on_response_prepare.append(add_request_id)

@@ -76,6 +76,8 @@ _ERROR_TEXT = {
     413: "the body is larger than the configured limit",
     415: "the body is not application/json",
     422: "well-formed JSON that fails validation; `errors` names every bad field",
+    429: "too many attempts from this client address or for this email; retry after "
+    "Retry-After seconds",
     503: "PostgreSQL is unreachable; retry after Retry-After seconds",
 }
 
