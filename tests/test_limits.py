@@ -1,5 +1,6 @@
 """Abuse limits (issue 12): failed logins per email and per client address, registrations per
-address, counted in Redis for every instance and in-process while Redis is away."""
+address, counted in Redis for every instance and in-process while Redis is away; and at most
+SSE_MAX_STREAMS_PER_USER streams of one user, the oldest closed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from .helpers import (
     TcpProxy,
     assert_problem,
     register,
+    send,
+    user_stream,
 )
 
 PASSWORD = "the right password"
@@ -200,3 +203,25 @@ async def test_in_process_counts_expire_with_their_window() -> None:
     assert counts.take("k", 0.05)[0] == 2
     await asyncio.sleep(0.1)
     assert counts.take("k", 0.05)[0] == 1
+
+
+async def test_past_the_streams_per_user_the_oldest_is_closed(make_client: Any) -> None:
+    client = await make_client(sse_max_streams_per_user=3)
+    ada, bob = await register(client, "Ada"), await register(client, "Bob")
+    ada_streams = [await user_stream(client, ada) for _ in range(3)]
+    bob_streams = [await user_stream(client, bob) for _ in range(3)]
+    newest = await user_stream(client, ada)  # the fourth of Ada's: her first one goes
+    first = ada_streams[0]
+    farewell = await first.next()
+    assert farewell.retry == 300_000  # an EventSource comes back after minutes, not at once
+    assert any("oldest is closed" in c for c in first.comments)
+    assert await first.ended()
+    # Ada's three others, and Bob's, all still receive.
+    assert (await send(client, bob, [ada["id"]], "to ada")).status == 202
+    for stream in [*ada_streams[1:], newest]:
+        [event] = await stream.take(1)
+        assert (event.event, event.id) == ("message", "1")
+    assert (await send(client, ada, [bob["id"]], "to bob")).status == 202
+    for stream in bob_streams:
+        [event] = await stream.take(1)
+        assert (event.event, event.id) == ("message", "1")
