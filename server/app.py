@@ -23,6 +23,7 @@ from .events import handlers as events
 from .feed import handlers as feed
 from .feed.repository import ValuesRepository
 from .feed.writer import FeedWriter
+from .headers import CSP, add_security_headers, page_policy
 from .health import health
 from .invites import handlers as invites
 from .limits import Counters, Limits
@@ -47,6 +48,7 @@ from .wire import FEED_CHANNEL
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+INDEX_PAGE = STATIC_DIR / "index.html"
 
 
 def sse_capacity(settings: Settings) -> int:
@@ -67,7 +69,7 @@ def sse_capacity(settings: Settings) -> int:
     responses={200: None},
 )
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "index.html")
+    return web.FileResponse(INDEX_PAGE, headers={CSP: page_policy(INDEX_PAGE)})
 
 
 def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
@@ -92,6 +94,7 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
     add("GET", "/openapi.json", openapi.openapi_json, "openapi")
     add("GET", "/docs", openapi.docs, "docs")
     app.router.add_static("/docs/static", openapi.swagger_static_dir(), name="docs_static")
+    app.router.add_get("/docs/init.js", openapi.docs_init, name="docs_init")
     # The value feed (LiveDataStream-compatible)
     add("POST", "/add-value/", feed.add_value, "add_value")
     add("GET", "/events/", feed.feed_events, "feed_events")
@@ -326,6 +329,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_startup.append(openapi.build_spec_on_startup)
     app.on_shutdown.append(close_streams)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(add_security_headers)
 
     routes = setup_routes(app)
     if settings.cors_origins:

@@ -14,11 +14,12 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import INCLUDE, Schema, fields
 
+from .headers import CSP, DOCS_POLICY
 from .http import json_response
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -223,9 +224,10 @@ _DOCS_PAGE = """<!doctype html>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});</script>
+<script src="/docs/init.js"></script>
 </body></html>
 """
+DOCS_INIT = Path(__file__).resolve().parent / "static" / "docs.js"
 
 
 @endpoint(
@@ -235,4 +237,10 @@ _DOCS_PAGE = """<!doctype html>
     responses={200: None},
 )
 async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=_DOCS_PAGE, content_type="text/html")
+    return web.Response(text=_DOCS_PAGE, content_type="text/html", headers={CSP: DOCS_POLICY})
+
+
+async def docs_init(request: web.Request) -> web.FileResponse:
+    """Swagger UI's set-up (static/docs.js): public, like Swagger UI's own files, and not an
+    API route (absent from /openapi.json)."""
+    return web.FileResponse(DOCS_INIT, headers={hdrs.CONTENT_TYPE: "text/javascript"})

@@ -1,0 +1,196 @@
+"""Security headers on every answer and the pages' Content-Security-Policy (issue 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import re
+import shutil
+import time
+from typing import Any
+
+import pytest
+
+from .helpers import register
+
+SECURITY = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def policy(response: Any) -> dict[str, list[str]]:
+    """The response's security headers checked, and its CSP as {directive: [sources]}."""
+    for name, value in SECURITY.items():
+        assert response.headers.get(name) == value, (response.url, name)
+    csp = response.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    directives = {}
+    for part in csp.split(";"):
+        name, *sources = part.split()
+        directives[name] = sources
+    assert directives["frame-ancestors"] == ["'none'"]
+    assert directives["default-src"] == ["'none'"]
+    return directives
+
+
+async def test_every_answer_carries_the_security_headers(make_client: Any) -> None:
+    client = await make_client(max_body_bytes=2048)
+    ada = await register(client)
+    big = ('{"value": "' + "x" * 4096 + '"}').encode()
+    as_json = {"Content-Type": "application/json"}
+    answers = {
+        "json": await client.get("/values"),
+        "health": await client.get("/health"),
+        "metrics": await client.get("/metrics"),
+        "openapi": await client.get("/openapi.json"),
+        "invalid (422)": await client.post("/events", json={}, headers=ada["headers"]),
+        "no route (404)": await client.get("/nowhere"),
+        "wrong method (405)": await client.delete("/values"),
+        "too large (413)": await client.post("/add-value/", data=big, headers=as_json),
+        "bad json (400)": await client.post("/add-value/", data=b"{", headers=as_json),
+        "no token (401)": await client.get(f"/users/{ada['id']}"),
+        "wrong type (415)": await client.post("/add-value/", data="x", headers={
+            "Content-Type": "text/plain"}),
+        "static file": await client.get("/docs/static/swagger-ui.css"),
+        "docs set-up": await client.get("/docs/init.js"),
+    }  # fmt: skip
+    expected = {"no route (404)": 404, "wrong method (405)": 405, "too large (413)": 413,
+                "bad json (400)": 400, "no token (401)": 401, "wrong type (415)": 415,
+                "invalid (422)": 422}  # fmt: skip
+    for label, response in answers.items():
+        assert response.status == expected.get(label, 200), label
+        directives = policy(response)
+        if label != "docs set-up" and label != "static file":
+            assert set(directives) >= {"default-src", "frame-ancestors"}, label
+            assert "script-src" not in directives, label  # nothing may run in an API answer
+
+
+@pytest.mark.parametrize("stream", ["feed", "user"])
+async def test_streams_carry_the_security_headers(client: Any, stream: str) -> None:
+    ada = await register(client)
+    path = "/events/" if stream == "feed" else f"/sse/{ada['id']}?access_token={ada['token']}"
+    response = await client.get(path)
+    assert response.status == 200
+    assert response.content_type == "text/event-stream"
+    assert "script-src" not in policy(response)
+    response.close()
+
+
+def digest(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+async def test_the_index_page_allows_its_own_inline_script_and_style_only(client: Any) -> None:
+    response = await client.get("/")
+    html = await response.text()
+    directives = policy(response)
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    styles = re.findall(r"<style>(.*?)</style>", html, re.DOTALL)
+    assert scripts and styles
+    assert directives["script-src"] == [digest(s) for s in scripts]
+    assert directives["style-src"] == [digest(s) for s in styles]
+    assert directives["connect-src"] == ["'self'"]  # GET /values, the EventSource, the form
+    assert directives["form-action"] == ["'self'"]
+    assert "<script src" not in html  # no script of another origin either
+
+
+async def test_the_docs_page_runs_scripts_of_the_service_only(client: Any) -> None:
+    response = await client.get("/docs/")
+    html = await response.text()
+    directives = policy(response)
+    assert directives["script-src"] == ["'self'"]
+    assert directives["style-src"] == ["'self'"]
+    assert re.findall(r"<script(?: [^>]*)?>", html) == [
+        '<script src="/docs/static/swagger-ui-bundle.js">',
+        '<script src="/docs/init.js">',
+    ]
+
+
+# The pages under their policies in a real browser: nothing refused, everything works.
+BROWSERS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+BROWSER = next((b for b in BROWSERS if os.access(b, os.X_OK)), None) or shutil.which("chromium")
+DRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if os.access("/usr/bin/chromedriver", os.X_OK) else None
+)
+
+
+class Browser:
+    """Headless Chromium through its chromedriver (both from the system; nothing downloaded).
+    Every call runs in a thread, so the app under test keeps serving on this loop."""
+
+    def __init__(self) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = BROWSER or ""
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                         "--disable-gpu"):  # fmt: skip
+            options.add_argument(argument)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        self.driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+
+    async def run(self, method: str, *args: Any) -> Any:
+        return await asyncio.to_thread(getattr(self.driver, method), *args)
+
+    async def wait_for(self, script: str, timeout: float = 20.0) -> Any:
+        """The value of ``script`` once it is truthy (polled, bounded in time)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = await self.run("execute_script", script)
+            if value or time.monotonic() > deadline:
+                return value
+            await asyncio.sleep(0.2)
+
+    async def refusals(self) -> list[str]:
+        """What the console says the page's policy refused."""
+        log = await self.run("get_log", "browser")
+        return [e["message"] for e in log if "Content Security Policy" in e["message"]]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    BROWSER is None or DRIVER is None,
+    reason="no Chromium and chromedriver (apt-get install chromium chromium-driver)",
+)
+async def test_both_pages_work_in_a_browser_under_their_policies(client: Any) -> None:
+    base = str(client.make_url("")).rstrip("/")
+    browser = await asyncio.to_thread(Browser)
+    try:
+        # The feed page: live, shows a value posted from outside, adds one through its form.
+        await browser.run("get", base + "/")
+        status = "return document.getElementById('status').textContent"
+        assert await browser.wait_for(status + " === 'live'"), await browser.run(
+            "execute_script", status
+        )
+        assert (await client.post("/add-value/", json={"value": "from outside"})).status == 200
+        values = "return [...document.querySelectorAll('#values .value')].map(e => e.textContent)"
+        assert "from outside" in await browser.wait_for(
+            values + ".filter(v => v === 'from outside')"
+        )
+        await browser.run(
+            "execute_script",
+            "document.getElementById('value').value = 'from the form';"
+            "document.querySelector('#add button').click();",
+        )
+        assert await browser.wait_for(values + ".filter(v => v === 'from the form')")
+        assert await browser.refusals() == []
+        # Swagger UI: every operation rendered from /openapi.json, and one of them run.
+        await browser.run("get", base + "/docs")
+        count = "return document.querySelectorAll('.opblock').length"
+        assert await browser.wait_for(count + " > 40"), await browser.run("execute_script", count)
+        # "Try it out" on GET /health: Swagger UI calls the API from the page.
+        health = "document.querySelector('[id$=\"-get_health\"]')"
+        for button in (".opblock-summary-control", ".try-out__btn", ".execute"):
+            clicked = f"const b = {health}.querySelector('{button}'); if (b) b.click(); return !!b"
+            assert await browser.wait_for(clicked), button
+        row = ".live-responses-table tr.response .response-col_status"
+        live = f"return {health}.querySelector('{row}')"
+        assert await browser.wait_for(live + "?.textContent.trim() === '200'")
+        assert await browser.refusals() == []
+    finally:
+        await asyncio.to_thread(browser.driver.quit)
