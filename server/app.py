@@ -23,7 +23,7 @@ from .events import handlers as events
 from .feed import handlers as feed
 from .feed.repository import ValuesRepository
 from .feed.writer import FeedWriter
-from .headers import CSP, add_security_headers, page_policy
+from .headers import CSP, add_security_headers, cors_fixup, page_policy
 from .health import health
 from .invites import handlers as invites
 from .limits import Counters, Limits
@@ -333,10 +333,19 @@ def create_app(settings: Settings) -> web.Application:
 
     routes = setup_routes(app)
     if settings.cors_origins:
+        # Never credentials: the API authenticates by a Bearer token that a page sends itself,
+        # never by a cookie, so no origin ever needs a visitor's cookies (and '*' with
+        # credentials would hand them to every site).
+        # Any method in a preflight: a URL is often served by several resources (a path and
+        # its twin, "/events" being also the feed's GET /events/ without its slash, and
+        # /notifications/{user_id} beside /notifications/{notification_id}), and aiohttp_cors
+        # answers a preflight from the first of them, which knows only its own methods.
+        # A method the URL does not serve then gets its 405 from the request itself.
         options = aiohttp_cors.ResourceOptions(
-            allow_credentials=True, expose_headers="*", allow_headers="*"
+            allow_credentials=False, expose_headers="*", allow_headers="*", allow_methods="*"
         )
         cors = aiohttp_cors.setup(app, defaults={o: options for o in settings.cors_origins})
         for route in routes:
             cors.add(route)
+        app.on_response_prepare.append(cors_fixup(settings))  # after aiohttp_cors's own
     return app

@@ -20,9 +20,12 @@ import base64
 import functools
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import hdrs, web
+
+from .settings import Settings
 
 CSP = "Content-Security-Policy"
 SECURITY_HEADERS = {
@@ -65,3 +68,25 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     response.headers.setdefault(CSP, NOTHING_POLICY)
+
+
+Hook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+
+
+def cors_fixup(settings: Settings) -> Hook:
+    """on_response_prepare, after aiohttp_cors's own: with ``*`` allowed, an origin that is not
+    listed by name is answered ``*`` rather than echoed, and every answer varies by Origin
+    (an echoed origin must never be served from a cache to another one). Credentials are
+    never allowed (app.py), so neither form lets a page use a visitor's cookies."""
+    listed = set(settings.cors_origins) - {"*"}
+    wildcard = "*" in settings.cors_origins
+
+    async def fix(request: web.Request, response: web.StreamResponse) -> None:
+        allowed = response.headers.get(hdrs.ACCESS_CONTROL_ALLOW_ORIGIN)
+        if wildcard and allowed is not None and allowed not in listed:
+            response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = "*"
+        vary = response.headers.get(hdrs.VARY, "")
+        if "origin" not in vary.lower():
+            response.headers[hdrs.VARY] = f"{vary}, Origin" if vary else "Origin"
+
+    return fix

@@ -1,4 +1,4 @@
-"""Security headers on every answer and the pages' Content-Security-Policy (issue 12)."""
+"""Security headers on every answer, the pages' Content-Security-Policy, and CORS (issue 12)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,98 @@ async def test_the_docs_page_runs_scripts_of_the_service_only(client: Any) -> No
         '<script src="/docs/static/swagger-ui-bundle.js">',
         '<script src="/docs/init.js">',
     ]
+
+
+# CORS: the API authenticates with Bearer tokens, never cookies, so no answer ever allows
+# credentials, and an origin that is not allowed is never echoed.
+ORIGIN = "https://app.example"
+EVIL = "https://evil.example"
+
+
+async def cors(client: Any, origin: str) -> tuple[Any, Any]:
+    """A preflight for a POST with a token, and a simple GET, both from ``origin``."""
+    preflight = await client.options(
+        "/events",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Content-Type",
+        },
+    )
+    simple = await client.get("/values", headers={"Origin": origin})
+    return preflight, simple
+
+
+async def test_cors_allows_a_configured_origin_without_credentials(make_client: Any) -> None:
+    client = await make_client(cors_origins=(ORIGIN,))
+    preflight, simple = await cors(client, ORIGIN)
+    assert preflight.status == 200
+    for response in (preflight, simple):
+        assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert "Access-Control-Allow-Credentials" not in response.headers
+        assert "Origin" in response.headers["Vary"]
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    # A real cross-site call, token included, works.
+    ada = await register(client)
+    body = {"title": "T", "start_date": "2024-01-15T10:00:00Z", "end_date": "2024-01-15T11:00:00Z"}
+    created = await client.post("/events", json=body, headers={**ada["headers"], "Origin": ORIGIN})
+    assert created.status == 201
+    assert created.headers["Access-Control-Allow-Origin"] == ORIGIN
+
+
+async def test_cors_preflights_pass_for_every_route_and_method(make_client: Any) -> None:
+    """Every documented route, with and without its trailing slash, answers a preflight from
+    a configured origin for its own method (several methods share a path, and a path is
+    another's twin: "/events" is POST /events and the feed's GET /events/ without a slash)."""
+    client = await make_client(cors_origins=(ORIGIN,))
+    spec = await (await client.get("/openapi.json")).json()
+    checked = 0
+    for path, operations in spec["paths"].items():
+        concrete = re.sub(r"\{\w+\}", "00000000-0000-0000-0000-000000000000", path)
+        for twin in {concrete, concrete.rstrip("/") or "/", concrete.rstrip("/") + "/"}:
+            if twin == "//":
+                continue
+            for method in operations:
+                response = await client.options(
+                    twin,
+                    headers={"Origin": ORIGIN, "Access-Control-Request-Method": method.upper()},
+                )
+                assert response.status == 200, (method, twin, await response.text())
+                assert response.headers["Access-Control-Allow-Methods"] == method.upper()
+                checked += 1
+    assert checked > 80
+
+
+@pytest.mark.parametrize("origins", [(ORIGIN,), (ORIGIN, "https://other.example")])
+async def test_cors_never_reflects_an_arbitrary_origin(make_client: Any, origins: Any) -> None:
+    client = await make_client(cors_origins=origins)
+    preflight, simple = await cors(client, EVIL)
+    assert preflight.status == 403
+    for response in (preflight, simple):
+        assert "Access-Control-Allow-Origin" not in response.headers
+        assert "Access-Control-Allow-Credentials" not in response.headers
+    assert simple.status == 200  # the answer itself is as ever; the browser hides it
+    null = await client.get("/values", headers={"Origin": "null"})
+    assert "Access-Control-Allow-Origin" not in null.headers
+
+
+async def test_cors_star_answers_star_and_never_credentials(make_client: Any) -> None:
+    client = await make_client(cors_origins=("*", ORIGIN))
+    for origin in (EVIL, "null", ORIGIN):
+        preflight, simple = await cors(client, origin)
+        assert preflight.status == 200
+        for response in (preflight, simple):
+            allowed = response.headers["Access-Control-Allow-Origin"]
+            assert allowed == (ORIGIN if origin == ORIGIN else "*"), origin
+            assert "Access-Control-Allow-Credentials" not in response.headers
+            assert "Origin" in response.headers["Vary"]
+
+
+async def test_without_cors_origins_no_cors_header_is_sent(client: Any) -> None:
+    response = await client.get("/values", headers={"Origin": ORIGIN})
+    assert not [h for h in response.headers if h.lower().startswith("access-control-")]
+    preflight, _ = await cors(client, ORIGIN)
+    assert preflight.status == 405
 
 
 # The pages under their policies in a real browser: nothing refused, everything works.
