@@ -23,8 +23,11 @@ from .events import handlers as events
 from .feed import handlers as feed
 from .feed.repository import ValuesRepository
 from .feed.writer import FeedWriter
+from .headers import CSP, add_security_headers, cors_fixup, page_policy
 from .health import health
 from .invites import handlers as invites
+from .limits import Counters, Limits
+from .limits import connect as connect_limits
 from .metrics import Metrics, metrics_handler
 from .middleware import observe_middleware
 from .migrations import migrate
@@ -45,6 +48,7 @@ from .wire import FEED_CHANNEL
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+INDEX_PAGE = STATIC_DIR / "index.html"
 
 
 def sse_capacity(settings: Settings) -> int:
@@ -65,7 +69,7 @@ def sse_capacity(settings: Settings) -> int:
     responses={200: None},
 )
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "index.html")
+    return web.FileResponse(INDEX_PAGE, headers={CSP: page_policy(INDEX_PAGE)})
 
 
 def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
@@ -90,6 +94,7 @@ def setup_routes(app: web.Application) -> list[web.AbstractRoute]:
     add("GET", "/openapi.json", openapi.openapi_json, "openapi")
     add("GET", "/docs", openapi.docs, "docs")
     app.router.add_static("/docs/static", openapi.swagger_static_dir(), name="docs_static")
+    app.router.add_get("/docs/init.js", openapi.docs_init, name="docs_init")
     # The value feed (LiveDataStream-compatible)
     add("POST", "/add-value/", feed.add_value, "add_value")
     add("GET", "/events/", feed.feed_events, "feed_events")
@@ -234,6 +239,18 @@ async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
+async def limits_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The abuse limits' counters, on a Redis client of their own (short timeouts)."""
+    settings = app[keys.settings_key]
+    assert settings.redis_url
+    client = connect_limits(settings.redis_url)
+    app[keys.limits_key] = Limits(settings, Counters(client, settings.redis_prefix))
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
 def read_missed(app: web.Application) -> None:
     """Live news may have been lost: the live streams read PostgreSQL through the watch's one
     query per kind (before the watch runs, there are no streams)."""
@@ -308,17 +325,27 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.settings_key] = settings
     app[keys.passwords_key] = Passwords()
     app[keys.metrics_key] = Metrics()
-    app.cleanup_ctx.extend([database_ctx, fanout_ctx, background_ctx])
+    app.cleanup_ctx.extend([database_ctx, fanout_ctx, limits_ctx, background_ctx])
     app.on_startup.append(openapi.build_spec_on_startup)
     app.on_shutdown.append(close_streams)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(add_security_headers)
 
     routes = setup_routes(app)
     if settings.cors_origins:
+        # Never credentials: the API authenticates by a Bearer token that a page sends itself,
+        # never by a cookie, so no origin ever needs a visitor's cookies (and '*' with
+        # credentials would hand them to every site).
+        # Any method in a preflight: a URL is often served by several resources (a path and
+        # its twin, "/events" being also the feed's GET /events/ without its slash, and
+        # /notifications/{user_id} beside /notifications/{notification_id}), and aiohttp_cors
+        # answers a preflight from the first of them, which knows only its own methods.
+        # A method the URL does not serve then gets its 405 from the request itself.
         options = aiohttp_cors.ResourceOptions(
-            allow_credentials=True, expose_headers="*", allow_headers="*"
+            allow_credentials=False, expose_headers="*", allow_headers="*", allow_methods="*"
         )
         cors = aiohttp_cors.setup(app, defaults={o: options for o in settings.cors_origins})
         for route in routes:
             cors.add(route)
+        app.on_response_prepare.append(cors_fixup(settings))  # after aiohttp_cors's own
     return app

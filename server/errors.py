@@ -76,6 +76,18 @@ class Invalid(DomainError):
         self.errors = dict(errors)
 
 
+class TooManyRequests(DomainError):
+    """An abuse limit is reached (limits.py); ``retry_after``: seconds until it lets the
+    attempt through again (the Retry-After header)."""
+
+    status = 429
+    default_detail = "too many attempts; try again later"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int, **members: Any) -> None:
+        super().__init__(detail, **members)
+        self.retry_after = retry_after
+
+
 class Unavailable(DomainError):
     """Something the request needs is away for now; the client should retry."""
 
@@ -299,6 +311,8 @@ def _domain_answer(exc: DomainError) -> web.Response:
     headers: dict[str, str] = {}
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
     elif exc.status == 503:
         headers["Retry-After"] = "1" if isinstance(exc, Unavailable) else RETRY_AFTER_SECONDS
     errors = exc.errors if isinstance(exc, Invalid) else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import ipaddress
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -182,3 +184,51 @@ def path_uuid(request: web.Request, name: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise ApiError(404, f"no resource at {request.path}") from None
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _parse_address(text: str | None) -> Address | None:
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def client_address(request: web.Request) -> str:
+    """Who is calling, for the abuse limits: the peer address, or, when the peer is one of
+    TRUSTED_PROXIES, the address X-Forwarded-For names, read from the right: each trusted
+    proxy appends the address it saw, so the first entry that is not a trusted proxy is the
+    client (entries left of it are whatever the client wrote, never believed). An IPv6 client
+    is its /64, since one subscriber usually holds a whole /64. Not an address (a unix socket):
+    "local"."""
+    peer = _parse_address(request.remote)
+    if peer is None:
+        return "local"
+    trusted = _networks(request.app[keys.settings_key].trusted_proxies)
+    if trusted:
+        forwarded = [
+            entry
+            for header in request.headers.getall(hdrs.X_FORWARDED_FOR, ())
+            for entry in header.split(",")
+        ]
+        while forwarded and any(peer in network for network in trusted):
+            hop = _parse_address(forwarded.pop())
+            if hop is None:  # a trusted proxy writes addresses: stop at the last one known
+                break
+            peer = hop
+    if isinstance(peer, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{peer}/64", strict=False))
+    return str(peer)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .broker import Broker, Publisher  # noqa: F401
     from .db import Database  # noqa: F401
     from .feed.writer import FeedWriter  # noqa: F401
+    from .limits import Limits  # noqa: F401
     from .metrics import Metrics  # noqa: F401
     from .settings import Settings  # noqa: F401
     from .streams import StreamRegistry  # noqa: F401
@@ -26,6 +27,7 @@ streams_key = web.AppKey["StreamRegistry"]("streams")
 metrics_key = web.AppKey["Metrics"]("metrics")
 feed_writer_key = web.AppKey["FeedWriter"]("feed_writer")
 watch_key = web.AppKey["StreamWatch"]("stream_watch")
+limits_key = web.AppKey["Limits"]("limits")
 
 request_id_key = web.RequestKey("request_id", str)
 caller_key = web.RequestKey["Caller"]("caller")

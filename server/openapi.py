@@ -14,11 +14,12 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import INCLUDE, Schema, fields
 
+from .headers import CSP, DOCS_POLICY
 from .http import json_response
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,6 +77,8 @@ _ERROR_TEXT = {
     413: "the body is larger than the configured limit",
     415: "the body is not application/json",
     422: "well-formed JSON that fails validation; `errors` names every bad field",
+    429: "too many attempts from this client address or for this email; retry after "
+    "Retry-After seconds",
     503: "PostgreSQL is unreachable; retry after Retry-After seconds",
 }
 
@@ -221,9 +224,10 @@ _DOCS_PAGE = """<!doctype html>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});</script>
+<script src="/docs/init.js"></script>
 </body></html>
 """
+DOCS_INIT = Path(__file__).resolve().parent / "static" / "docs.js"
 
 
 @endpoint(
@@ -233,4 +237,10 @@ _DOCS_PAGE = """<!doctype html>
     responses={200: None},
 )
 async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=_DOCS_PAGE, content_type="text/html")
+    return web.Response(text=_DOCS_PAGE, content_type="text/html", headers={CSP: DOCS_POLICY})
+
+
+async def docs_init(request: web.Request) -> web.FileResponse:
+    """Swagger UI's set-up (static/docs.js): public, like Swagger UI's own files, and not an
+    API route (absent from /openapi.json)."""
+    return web.FileResponse(DOCS_INIT, headers={hdrs.CONTENT_TYPE: "text/javascript"})

@@ -6,6 +6,7 @@ Settings directly with their own values instead of touching the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -91,11 +92,31 @@ class Settings:
     prune_interval_seconds: float = 3600.0
     # Descriptors kept back from SSE for pools, logs and accepting writes.
     fd_reserve: int = 256
+    # Abuse limits (server/limits.py): failed logins per email and per client address, and
+    # sign-ups per address, in fixed windows; 0 turns a limit off.
+    login_limit_per_email: int = 10
+    login_limit_per_address: int = 50
+    login_limit_window_seconds: float = 300.0
+    signup_limit_per_address: int = 0
+    signup_limit_window_seconds: float = 3600.0
+    # Proxies whose X-Forwarded-For names the client (addresses or networks); empty: the peer
+    # address is the client.
+    trusted_proxies: tuple[str, ...] = ()
+    # Open GET /sse/{user_id} streams one user may hold in one process; the oldest goes.
+    sse_max_streams_per_user: int = 20
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         origins = tuple(o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip())
+        proxies = tuple(p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip())
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"TRUSTED_PROXIES must list addresses or networks, got {proxy!r}"
+                ) from None
         settings = cls(
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
@@ -124,6 +145,13 @@ class Settings:
             notification_retention_days=_float(env, "NOTIFICATION_RETENTION_DAYS", 30.0),
             prune_interval_seconds=_float(env, "PRUNE_INTERVAL_SECONDS", 3600.0, minimum=1.0),
             fd_reserve=_int(env, "FD_RESERVE", 256, minimum=16),
+            login_limit_per_email=_int(env, "LOGIN_LIMIT_PER_EMAIL", 10),
+            login_limit_per_address=_int(env, "LOGIN_LIMIT_PER_ADDRESS", 50),
+            login_limit_window_seconds=_float(env, "LOGIN_LIMIT_WINDOW_SECONDS", 300.0, 1.0),
+            signup_limit_per_address=_int(env, "SIGNUP_LIMIT_PER_ADDRESS", 0),
+            signup_limit_window_seconds=_float(env, "SIGNUP_LIMIT_WINDOW_SECONDS", 3600.0, 1.0),
+            trusted_proxies=proxies,
+            sse_max_streams_per_user=_int(env, "SSE_MAX_STREAMS_PER_USER", 20, minimum=1),
         )
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")

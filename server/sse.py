@@ -56,11 +56,18 @@ def refuse(request: web.Request, stream: str, reason: str, why: str) -> web.Resp
 
 
 async def serve_stream(
-    request: web.Request, channel: str, source: Source, token_hash: bytes | None = None
+    request: web.Request,
+    channel: str,
+    source: Source,
+    token_hash: bytes | None = None,
+    keep_at_most: int | None = None,
 ) -> web.StreamResponse:
+    """``keep_at_most``: open streams of ``channel`` in this process; the oldest goes past it."""
     registry = request.app[keys.streams_key]
     try:
-        return await registry.serve(request, channel, source, last_event_id(request), token_hash)
+        return await registry.serve(
+            request, channel, source, last_event_id(request), token_hash, keep_at_most
+        )
     except Refused as refused:
         return refuse(request, source.kind, refused.reason, refused.why)
 

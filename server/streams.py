@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 REPLAY_PAGE = 500  # rows per PostgreSQL read while catching up (the byte bound may cut it short)
 MAX_ID = 2**63 - 1
 UNUSABLE_ID = -1  # a Last-Event-ID that is not an id: the stream starts with a reset
+TOO_MANY_RETRY_MS = 300_000  # the retry: sent to a stream closed for being one too many
 
 
 class Refused(Exception):
@@ -87,9 +88,11 @@ class Stream:
         "chunked",
         "closed",
         "dirty",
+        "farewell",
         "hub",
         "last_sent",
         "live",
+        "opened",
         "response",
         "token_hash",
         "transport",
@@ -107,6 +110,8 @@ class Stream:
         self.live = False  # True once caught up: the fan-out loop then writes to it directly
         self.dirty = False  # news arrived while not live: read PostgreSQL again before going live
         self.closed = False
+        self.opened = 0  # the registry's count of streams opened before it: oldest first
+        self.farewell: bytes | None = None  # written last by its own coroutine, once ended
         self._wake = asyncio.Event()
         self._closed_task: asyncio.Future[None] | None = None
 
@@ -281,6 +286,7 @@ class StreamRegistry:
         # Per-channel locks, dropped by the garbage collector once no coroutine holds one.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.stopping = False
+        self._opened = 0
         self._read_missed = read_missed or self.catch_up_all
 
     def deliver(self, channel: str, payload: bytes) -> None:
@@ -329,11 +335,28 @@ class StreamRegistry:
         for hub in self.hubs.values():
             hub.catch_up_all()
 
-    def _join(self, stream: Stream) -> None:
-        """Put the stream in its channel's hub (synchronously: no leave can interleave)."""
+    def _join(self, stream: Stream, keep_at_most: int | None) -> None:
+        """Put the stream in its channel's hub (synchronously: no leave can interleave); past
+        ``keep_at_most`` open streams there, end the oldest."""
+        self._opened += 1
+        stream.opened = self._opened
         stream.hub.streams.add(stream)
         if stream.token_hash is not None:
             self._by_token.setdefault(stream.token_hash, set()).add(stream)
+        if keep_at_most is None:
+            return
+        open_ = [s for s in stream.hub.streams if not s.closed]
+        if len(open_) <= keep_at_most:
+            return
+        for oldest in sorted(open_, key=lambda s: s.opened)[: len(open_) - keep_at_most]:
+            why = f"more than {keep_at_most} streams of {stream.hub.channel} in this process"
+            # A long retry: an EventSource comes back (with its Last-Event-ID) only after it,
+            # rather than at once, which would close the next oldest, and so on round.
+            oldest.farewell = (
+                f"retry: {TOO_MANY_RETRY_MS}\n: {why}: the oldest is closed; "
+                f"reconnect in {TOO_MANY_RETRY_MS} ms\n\n"
+            ).encode()
+            oldest.end(f"{why}, the oldest is closed")
 
     def _hub_for(self, channel: str) -> Hub:
         hub = self.hubs.get(channel)
@@ -391,11 +414,14 @@ class StreamRegistry:
         source: Source,
         requested: int | None,
         token_hash: bytes | None = None,
+        keep_at_most: int | None = None,
     ) -> web.StreamResponse:
         """Run one SSE connection from its first byte to its end.
 
         ``requested``: the client's last id (None: live only; UNUSABLE_ID: not an id). Raises
-        Refused, before anything is sent, when the stream cannot be served now."""
+        Refused, before anything is sent, when the stream cannot be served now.
+        ``keep_at_most``: open streams of this channel in this process; a new one past it ends
+        the oldest (SSE_MAX_STREAMS_PER_USER for a user's channel)."""
         if self.stopping:
             raise Refused("stopping", "this server is shutting down")
         if self.count >= self.cap:
@@ -416,7 +442,7 @@ class StreamRegistry:
             response, transport, request.version >= HttpVersion11, self._hub_for(channel)
         )
         stream.token_hash = token_hash
-        self._join(stream)
+        self._join(stream, keep_at_most)
         try:
             # Subscribed (confirmed by Redis) before the first read: nothing falls between.
             await self._sync_subscription(channel)
@@ -439,6 +465,8 @@ class StreamRegistry:
             if reset is not None and not await self._write(stream, reset):
                 return response
             await self._run(stream, source)
+            if stream.farewell is not None:
+                await self._write(stream, stream.farewell)
         except (ConnectionError, TimeoutError):
             if not response.prepared:
                 raise  # the middleware answers 503 when it is the database

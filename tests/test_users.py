@@ -74,11 +74,16 @@ async def test_login_use_case_answers_a_user_without_its_password_hash(client: A
     # Called directly, as the service has no HTTP in it.
     user = await register(client, email="direct@example.com", password="a long password")
     db, passwords = client.app[keys.db_key], client.app[keys.passwords_key]
-    new = await service.do_login(db, passwords, "Direct@example.com", "a long password")
+    limits = client.app[keys.limits_key]
+    new = await service.do_login(
+        db, passwords, limits, "Direct@example.com", "a long password", "192.0.2.1"
+    )
     assert new.user.id == uuid.UUID(user["id"]) and new.token != user["token"]
     assert [f.name for f in fields(User)] == ["id", "name", "email", "created_at", "updated_at"]
     with pytest.raises(Unauthenticated):
-        await service.do_login(db, passwords, "direct@example.com", "not the password")
+        await service.do_login(
+            db, passwords, limits, "direct@example.com", "not the password", "192.0.2.1"
+        )
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,14 @@ async def user_stream(request: web.Request) -> web.StreamResponse:
     me = caller(request)
     await service.access_own(db, me.id, user_id, Action.OPEN_STREAM)
     source = service.NotificationSource(db, user_id)
-    return await serve_stream(request, user_channel(user_id), source, token_hash=me.token_hash)
+    # At most SSE_MAX_STREAMS_PER_USER of the user's streams in this process; the oldest goes.
+    return await serve_stream(
+        request,
+        user_channel(user_id),
+        source,
+        token_hash=me.token_hash,
+        keep_at_most=request.app[keys.settings_key].sse_max_streams_per_user,
+    )
 
 
 @endpoint(

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import keys
 from ..auth import caller
-from ..http import json_response, path_uuid, read_body
+from ..http import client_address, json_response, path_uuid, read_body
 from ..openapi import endpoint
 from ..policy import Action
 from ..streams import announce_revoked
@@ -37,10 +37,11 @@ _login = LoginSchema()
     public=True,
     body=CreateUserSchema,
     responses={201: NewUserSchema},
-    errors=(409,),
+    errors=(409, 429),
 )
 async def create_user(request: web.Request) -> web.Response:
     fields = await read_body(request, _create)
+    await service.admit_signup(request.app[keys.limits_key], client_address(request))
     password_hash = await service.hash_password(
         request.app[keys.passwords_key], fields.get("password")
     )
@@ -55,15 +56,17 @@ async def create_user(request: web.Request) -> web.Response:
     public=True,
     body=LoginSchema,
     responses={201: TokenSchema},
-    errors=(401,),
+    errors=(401, 429),
 )
 async def create_token(request: web.Request) -> web.Response:
     credentials = await read_body(request, _login)
     new = await service.do_login(
         request.app[keys.db_key],
         request.app[keys.passwords_key],
+        request.app[keys.limits_key],
         credentials["email"],
         credentials["password"],
+        client_address(request),
     )
     return json_response(token_json(new), status=201)
 
