@@ -20,9 +20,32 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import INCLUDE, Schema, fields
 
 from .headers import CSP, DOCS_POLICY
-from .http import json_response
+from .http import DEFAULT_LIMIT, MAX_LIMIT, json_response
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query parameter: its description and the JSON Schema of its value, as the handler
+    checks it (a value outside it is answered 422 naming the parameter)."""
+
+    description: str
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
+    required: bool = False
+
+
+LIMIT = Query(
+    f"1..{MAX_LIMIT}, default {DEFAULT_LIMIT}",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+)
+CURSOR = Query("from the previous page's next (opaque)")
+PAGE_QUERY: Mapping[str, Query] = {"limit": LIMIT, "cursor": CURSOR}
+# A path id is a UUID, a revision a positive integer; anything else is 404 (API.md).
+PATH_PARAMETERS: Mapping[str, Mapping[str, Any]] = {
+    "revision": {"type": "integer", "minimum": 1},
+}
+UUID_PATH = {"type": "string", "format": "uuid"}
 
 
 @dataclass(frozen=True)
@@ -34,10 +57,13 @@ class Endpoint:
     # status -> schema of the body (None: no body), e.g. {201: UserSchema, 204: None}
     responses: Mapping[int, type[Schema] | None] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
-    query: Mapping[str, str] = field(default_factory=dict)  # name -> description
+    query: Mapping[str, str | Query] = field(default_factory=dict)  # name -> its description
     # A text/event-stream: its kind ("feed", "user") labels its metrics; takes ?access_token=
     # when not public.
     stream: str | None = None
+    # The name of the component schema of the JSON each stream event's `data` carries (None:
+    # the data is plain text, as the feed's values are).
+    stream_data: str | None = None
     description: str = ""
 
 
@@ -136,14 +162,16 @@ def _operation(info: Endpoint, path: str) -> dict[str, Any]:
     if info.description:
         operation["description"] = info.description
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True,
+         "schema": dict(PATH_PARAMETERS.get(name, UUID_PATH))}
         for name in re.findall(r"\{(\w+)\}", path)
-    ]
-    parameters += [
-        {"name": name, "in": "query", "required": False, "description": text,
-         "schema": {"type": "string"}}
-        for name, text in info.query.items()
     ]  # fmt: skip
+    for name, query in info.query.items():
+        query = Query(query) if isinstance(query, str) else query
+        parameters.append(
+            {"name": name, "in": "query", "required": query.required,
+             "description": query.description, "schema": dict(query.schema)}
+        )  # fmt: skip
     if parameters:
         operation["parameters"] = parameters
     if info.body is not None:
@@ -156,7 +184,7 @@ def _operation(info: Endpoint, path: str) -> dict[str, Any]:
     for status, schema in info.responses.items():
         response: dict[str, Any] = {"description": HTTPStatus(status).phrase}
         if info.stream and status == 200:
-            response["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+            response["content"] = {"text/event-stream": {"schema": _event_schema(info)}}
         elif schema is not None:  # an error with members of its own is still a problem
             media_type = "application/problem+json" if status >= 400 else "application/json"
             response["content"] = {media_type: {"schema": schema}}
@@ -181,6 +209,33 @@ def _operation(info: Endpoint, path: str) -> dict[str, Any]:
     else:
         operation["security"] = [{"bearer": []}]
     return operation
+
+
+def _event_schema(info: Endpoint) -> dict[str, Any]:
+    """One event of a stream (OpenAPI 3.1 has `schema` of text/event-stream describe each
+    event): its `id` is the cursor to resume from; `event: reset` carries the newest id when
+    the requested one is unusable; otherwise the data is a value, or the JSON of
+    ``stream_data``."""
+    reset = {
+        "type": "object",
+        "properties": {"last_event_id": {"type": "integer", "minimum": 0}},
+        "required": ["last_event_id"],
+        "additionalProperties": False,
+    }
+    data: dict[str, Any] = {"type": "string"}
+    if info.stream_data is not None:
+        payload = {"oneOf": [{"$ref": f"#/components/schemas/{info.stream_data}"}, reset]}
+        data.update(contentMediaType="application/json", contentSchema=payload)
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "event": {"type": "string"},
+            "data": data,
+            "retry": {"type": "integer", "minimum": 0},
+        },
+        "required": ["data"],
+    }
 
 
 SPEC_KEY = web.AppKey("openapi_spec", dict)

@@ -89,3 +89,46 @@ async def test_every_request_body_has_a_real_example(client: Any) -> None:
                     assert "example" in prop, (method, path, name)
             checked += 1
     assert checked >= 8  # users, login, events, add-value, send-message, mark read
+
+
+async def test_parameters_and_streams_are_documented_as_the_handlers_read_them(
+    client: Any,
+) -> None:
+    """What schemathesis generates from (tests/test_fuzz.py): a `limit` the document allows is
+    one the handler takes, an id is a UUID, and a stream's events are described one by one."""
+    spec = await (await client.get("/openapi.json")).json()
+    limits = revisions = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                name, schema = parameter["name"], parameter["schema"]
+                where = (method, path, name)
+                if parameter["in"] == "path":
+                    revision = {"type": "integer", "minimum": 1}
+                    uuid = {"type": "string", "format": "uuid"}
+                    assert schema == (revision if name == "revision" else uuid), where
+                    revisions += name == "revision"
+                elif name == "limit":
+                    assert schema == {"type": "integer", "minimum": 1, "maximum": 200,
+                                      "default": 50}, where  # fmt: skip
+                    limits += 1
+    assert limits >= 11 and revisions == 2  # every list; revision and restore
+    diff = {p["name"]: p for p in spec["paths"]["/stories/{story_id}/diff"]["get"]["parameters"]}
+    assert diff["from"]["required"] and diff["from"]["schema"]["type"] == "integer"
+    unread = spec["paths"]["/notifications/{user_id}"]["get"]["parameters"][1]
+    assert unread["name"] == "unread" and unread["schema"]["type"] == "boolean"
+
+    def event(path: str) -> dict[str, Any]:
+        content = spec["paths"][path]["get"]["responses"]["200"]["content"]
+        return dict(content["text/event-stream"]["schema"])
+
+    feed, user = event("/events/"), event("/sse/{user_id}")
+    assert feed["required"] == ["data"] and feed["properties"]["data"] == {"type": "string"}
+    payload = user["properties"]["data"]["contentSchema"]["oneOf"]
+    assert payload[0] == {"$ref": "#/components/schemas/Notification"}
+    assert payload[1]["required"] == ["last_event_id"]
+
+    # Each documented bound is the handler's: 200 is a page, 201 and 0 are 422.
+    for limit, status in (("200", 200), ("201", 422), ("0", 422)):
+        response = await client.get(f"/values?limit={limit}")
+        assert response.status == status, (limit, await response.text())

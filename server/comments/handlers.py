@@ -8,7 +8,7 @@ from .. import keys
 from ..auth import caller
 from ..http import bad_cursor, decode_cursor, json_response, page_limit, page_of, path_uuid
 from ..http import read_body as read_json_body
-from ..openapi import endpoint
+from ..openapi import PAGE_QUERY, endpoint
 from ..work import writing_for
 from . import service
 from .schemas import (
@@ -26,7 +26,6 @@ from .schemas import (
 _create = CreateCommentSchema()
 _update = UpdateCommentSchema()
 
-PAGE_QUERY = {"limit": "1..200, default 50", "cursor": "from the previous page's next"}
 MAX_POSITION = 2**63 - 1  # a bigint column
 MAX_VERSION = 2**31 - 1  # an integer column
 

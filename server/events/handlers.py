@@ -15,7 +15,7 @@ from ..http import (
     path_uuid,
     read_body,
 )
-from ..openapi import endpoint
+from ..openapi import PAGE_QUERY, endpoint
 from ..policy import Action
 from ..work import writing_for, writing_one_for
 from . import service
@@ -94,7 +94,7 @@ async def delete_event(request: web.Request) -> web.Response:
     tag="events",
     responses={200: EventPageSchema},
     errors=(403, 404, 422),
-    query={"limit": "1..200, default 50", "cursor": "from the previous page's next"},
+    query=PAGE_QUERY,
 )
 async def list_user_events(request: web.Request) -> web.Response:
     user_id = path_uuid(request, "user_id")

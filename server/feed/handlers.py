@@ -7,7 +7,7 @@ from aiohttp import web
 from .. import keys
 from ..auth import require_caller
 from ..http import decode_cursor, json_response, page_limit, page_of, read_body
-from ..openapi import endpoint
+from ..openapi import PAGE_QUERY, endpoint
 from ..sse import serve_stream
 from ..streams import MAX_ID
 from ..wire import FEED_CHANNEL
@@ -56,7 +56,7 @@ async def feed_events(request: web.Request) -> web.StreamResponse:
     public=True,
     responses={200: ValuePageSchema},
     errors=(422,),
-    query={"limit": "1..200, default 50", "cursor": "from the previous page's next"},
+    query=PAGE_QUERY,
 )
 async def list_values(request: web.Request) -> web.Response:
     """Stored values, newest first, keyset-paginated on id."""

@@ -16,7 +16,7 @@ from ..http import (
     path_uuid,
     read_body,
 )
-from ..openapi import endpoint
+from ..openapi import PAGE_QUERY, Query, endpoint
 from ..work import writing_for
 from . import service
 from .models import STATUSES, InvitePosition
@@ -34,9 +34,11 @@ _create = CreateInviteSchema()
 _answer = AnswerInviteSchema()
 
 LIST_QUERY = {
-    "status": "only invites that read as this: " + ", ".join(STATUSES),
-    "limit": "1..200, default 50",
-    "cursor": "from the previous page's next",
+    "status": Query(
+        "only invites that read as this: " + ", ".join(STATUSES),
+        {"type": "string", "enum": list(STATUSES)},
+    ),
+    **PAGE_QUERY,
 }
 
 

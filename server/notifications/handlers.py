@@ -9,7 +9,7 @@ from .. import keys
 from ..auth import caller
 from ..errors import Invalid
 from ..http import decode_cursor, json_response, page_limit, page_of, path_uuid, read_body
-from ..openapi import endpoint
+from ..openapi import PAGE_QUERY, Query, endpoint
 from ..policy import Action
 from ..sse import serve_stream
 from ..streams import MAX_ID
@@ -34,6 +34,7 @@ _mark = MarkReadSchema()
     "`data: <notification JSON>`",
     tag="notifications",
     stream="user",
+    stream_data="Notification",
     responses={200: None},
     errors=(403, 404),
     query={
@@ -82,9 +83,8 @@ async def send_message(request: web.Request) -> web.Response:
     responses={200: NotificationPageSchema},
     errors=(403, 404, 422),
     query={
-        "unread": "true: only unread ones",
-        "limit": "1..200, default 50",
-        "cursor": "from the previous page's next",
+        "unread": Query("true: only unread ones", {"type": "boolean", "default": False}),
+        **PAGE_QUERY,
     },
 )
 async def list_notifications(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from ..auth import caller
 from ..errors import ApiError, Invalid
 from ..http import bad_cursor, decode_cursor, json_response, page_limit, page_of, path_uuid
 from ..http import read_body as read_json_body
-from ..openapi import endpoint
+from ..openapi import PAGE_QUERY, Query, endpoint
 from ..work import writing_for
 from . import service
 from .models import MAX_CONTENT_BYTES, Story
@@ -44,7 +44,7 @@ _edit = EditContentSchema()
 # bytes (\u001f), so content that fits its 512 KiB may take six times that on the wire.
 STORY_BODY_BYTES = 6 * MAX_CONTENT_BYTES + 64 * 1024
 
-PAGE_QUERY = {"limit": "1..200, default 50", "cursor": "from the previous page's next"}
+REVISION_NUMBER = {"type": "integer", "minimum": 1}
 IF_MATCH = (
     'If-Match: "<revision>" (or a list, or *) makes the change only if the story is still at '
     "that revision: else 412 with `current_revision`."
@@ -268,7 +268,10 @@ async def get_revision(request: web.Request) -> web.Response:
     tag="stories",
     responses={200: DiffSchema},
     errors=(404, 422),
-    query={"from": "a revision number", "to": "a revision number (may be before from)"},
+    query={
+        "from": Query("a revision number", REVISION_NUMBER, required=True),
+        "to": Query("a revision number (may be before from)", REVISION_NUMBER, required=True),
+    },
 )
 async def story_diff(request: web.Request) -> web.Response:
     story_id = path_uuid(request, "story_id")

@@ -17,7 +17,7 @@ from ..http import (
     path_uuid,
     read_body,
 )
-from ..openapi import endpoint
+from ..openapi import PAGE_QUERY, endpoint
 from ..work import writing_for
 from . import service
 from .schemas import (
@@ -41,8 +41,6 @@ _create = CreateTaskSchema()
 _update = UpdateTaskSchema()
 _completion = CompletionSchema()
 _add_collaborator = AddCollaboratorSchema()
-
-PAGE_QUERY = {"limit": "1..200, default 50", "cursor": "from the previous page's next"}
 
 
 @endpoint(
