@@ -317,6 +317,60 @@ async def test_page_is_live_keeps_failed_input_and_resumes_after_a_restart(
         await service.stop()
 
 
+async def test_page_resumes_on_its_own_after_the_service_restarts(
+    browser: Any, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The connection is cut by a plain restart (no answer on the port for a while, no 503):
+    the browser's EventSource reconnects by itself with its Last-Event-ID, and the values
+    committed meanwhile (through another instance) arrive once each, in order."""
+    port = free_port()
+    service = await Service(service_env, port, tmp_path / "service.log").start()
+    other = Service(service_env, free_port(), tmp_path / "other.log")
+    page = Page(browser)
+    try:
+        await page.open(service.base + "/")
+        await page.wait_for("status live", lambda: _equals(page.text("status"), "live"))
+        # Every status the page shows from now on; gone, like sameDocument, if it reloads.
+        await page.js("""
+            window.sameDocument = true;
+            window.statuses = [];
+            const status = document.getElementById('status');
+            new MutationObserver(() => window.statuses.push(status.textContent))
+                .observe(status, {childList: true, characterData: true, subtree: true});
+        """)
+        expected = [f"before {i}" for i in range(3)]
+        for value in expected:
+            await service.post(value)
+        await page.wait_for("the values before the restart", lambda: _texts(page, expected))
+
+        await service.stop()
+        lost = "reconnecting…"  # the EventSource retries by itself (readyState CONNECTING)
+        await page.wait_for("that it lost its stream", lambda: _equals(page.text("status"), lost))
+        await other.start()
+        for i in range(3):
+            await other.post(f"while down {i}")
+            expected.append(f"while down {i}")
+        await other.stop()
+        await service.start()
+
+        await page.wait_for("the values posted while down", lambda: _texts(page, expected))
+        await page.wait_for("status live", lambda: _equals(page.text("status"), "live"))
+        await service.post("after the restart")
+        expected.append("after the restart")
+        await page.wait_for("the value after the restart", lambda: _texts(page, expected))
+
+        shown = await page.values()
+        assert shown == await service.values(), "the page differs from GET /values"
+        assert [v for _, v in shown] == expected and in_order(shown)
+        assert await page.js("return window.sameDocument === true;"), "the page reloaded"
+        # The EventSource's own reconnects did it: the page never gave up on it and made its own.
+        statuses = await page.js("return window.statuses;")
+        assert lost in statuses and not [s for s in statuses if "disconnected" in s], statuses
+    finally:
+        await other.stop()
+        await service.stop()
+
+
 async def test_page_continues_when_every_value_was_pruned(
     browser: Any, service_env: dict[str, str], tmp_path: Path
 ) -> None:
