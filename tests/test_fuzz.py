@@ -9,7 +9,7 @@ that match their schemas, bad input refused with a 4xx, tokens enforced.
 Bounded and deterministic (a fixed seed, `FUZZ_EXAMPLES` random cases per route, default
 25), so `.ci/run` runs it. A longer run (docs/reliability.md, "Fuzzing"):
 
-    FUZZ_EXAMPLES=500 FUZZ_SEED=7 .venv/bin/python -m pytest -p no:cacheprovider tests/test_fuzz.py
+    FUZZ_EXAMPLES=200 FUZZ_SEED=7 .venv/bin/python -m pytest -p no:cacheprovider tests/test_fuzz.py
 """
 
 from __future__ import annotations
