@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import secrets
 import signal
@@ -18,8 +19,10 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
 
 from server.embedded import free_port
+from server.logs import RedactSecrets, redact
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -281,7 +284,8 @@ async def test_no_password_or_token_reaches_any_log(
     assert '"POST /users" 201' in logged
     assert '"POST /auth/token" 201' in logged and '"POST /auth/token" 401' in logged
     assert '"GET /sse/' in logged and '"DELETE /auth/token" 204' in logged
-    assert "access_token=***" in logged
+    assert "access_token=***" in logged and "password=***" in logged
+    assert "LineTooLong: 400" in logged and "BadHttpMethod: 400" in logged
     assert "aiohttp.server" in logged  # the parser's own complaints are in the file too
     assert '"POST /users" 201' in output  # and the same lines on stderr
     assert len(session.secrets) >= 15
@@ -289,3 +293,42 @@ async def test_no_password_or_token_reaches_any_log(
         leaked = sorted(s for s in session.secrets if s in text)
         lines = [line for line in text.splitlines() if any(s in line for s in leaked)]
         assert not leaked, f"{len(leaked)} secrets in {where}:\n" + "\n".join(lines[:20])
+
+
+def test_redaction_of_each_form_a_secret_takes() -> None:
+    """What the session above found, one form at a time: a query parameter named like a
+    credential, an Authorization header whatever its scheme, Basic and Bearer credentials."""
+    assert (
+        redact("/auth/token?email=a@b.c&password=hunter22")
+        == "/auth/token?email=a@b.c&password=***"
+    )
+    assert redact("/x?a=1;PASSWORD=p&b=2") == "/x?a=1;PASSWORD=***&b=2"
+    assert redact("/x?pass%77ord=p") == "/x?pass%77ord=***"
+    assert redact("/x?passwords=kept&api_key=k") == "/x?passwords=kept&api_key=***"
+    assert redact("Authorization: Token abc def") == "Authorization: ***"
+    assert redact("'Authorization': 'abc'") == "'Authorization': '***'"
+    assert redact("b'Authorization: Basic Zm9vOmJhcg==\\x01'") == "b'Authorization: Basic ***\\x01'"
+    assert redact("reading: b'Basic Zm9vOmJhcg==BBBB...'") == "reading: b'Basic ***'"
+    assert redact("the Authorization header must be 'Bearer <token>'") == (
+        "the Authorization header must be 'Bearer ***'"
+    )
+    line = "2 revoked tokens still had open streams"
+    assert redact(line) == line
+
+
+def test_a_refused_request_is_logged_without_its_raw_bytes() -> None:
+    raw = "s3cret /users?access_token=t0ken HTTP/1.1"
+    for exc, what in (
+        # aiohttp's C parser quotes the line as bytes on a line of its own, its Python one inline.
+        (BadHttpMessage(f"Invalid method encountered:\n\n    b'{raw}'\n     ^"), "Invalid method"),
+        (BadHttpMethod(raw), "Bad HTTP method in status line (raw bytes not logged)"),
+        (LineTooLong(b"Authorization: s3cret t0ken", 8190), "Got more than 8190 bytes"),
+    ):
+        record = logging.LogRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "Error handling request", None,
+            (type(exc), exc, None),
+        )  # fmt: skip
+        assert RedactSecrets().filter(record)
+        text = logging.Formatter().format(record)
+        assert f"{type(exc).__name__}: 400, {what}" in text, text
+        assert "s3cret" not in text and "t0ken" not in text, text
