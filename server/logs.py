@@ -5,8 +5,8 @@ Every handler carries ``RedactSecrets``: whatever logs a line (our access log, a
 by ``***`` before the line is written: the value of a query parameter named like a credential
 (``password``, ``access_token``, ``token``, ...), an ``Authorization`` header's value, and
 the credentials after ``Bearer`` or ``Basic``. A request aiohttp's parser refuses is logged
-without the raw bytes its exception quotes: a secret may sit anywhere in a malformed request
-line or header, where no pattern can find it.
+as the exception's name and status only, without the raw bytes its message quotes: a secret
+may sit anywhere in a malformed request line or header, where no pattern can find it.
 """
 
 from __future__ import annotations
@@ -62,9 +62,6 @@ _AUTHORIZATION = re.compile(
 )
 # Credentials after a scheme name, wherever they are quoted without their header's name.
 _CREDENTIALS = re.compile(r"(?P<keep>\b(?:Bearer|Basic)\s+)[^\s'\",;\\]+", re.IGNORECASE)
-# Where an exception of aiohttp's parser starts quoting the raw request: b'...' from its C
-# parser, '...' from its Python one.
-_RAW_BYTES = re.compile(r"""(?:\bb)?['"].*""", re.DOTALL)
 
 
 def redact(text: str) -> str:
@@ -75,11 +72,11 @@ def redact(text: str) -> str:
 
 
 def parser_error_summary(exc: HttpProcessingError) -> str:
-    """One line for a request aiohttp's parser refused: the exception's name, status and what
-    was wrong, without the raw bytes it quotes (the traceback only points into the parser)."""
-    lines = [line.strip() for line in exc.message.strip().splitlines()]
-    what = _RAW_BYTES.sub("(raw bytes not logged)", lines[0] if lines else "").rstrip(": ")
-    return redact(f"{type(exc).__name__}: {exc.code}, {what}")
+    """One line for a request aiohttp's parser refused: the exception's name and status. Not
+    its message: that quotes the raw request (as bytes from the C parser, as text, even on its
+    first line, from the Python one), and a secret may sit anywhere in it. Nor the traceback,
+    which only points into the parser."""
+    return f"{type(exc).__name__}: {exc.code} (the request's bytes are not logged)"
 
 
 class RedactSecrets(logging.Filter):
