@@ -26,8 +26,9 @@ def redact_query(query_string: str) -> str:
     return redact("?" + query_string)[1:] if query_string else ""
 
 
-def log_method(method: str) -> str:
-    """The method as logged: a standard one as sent, anything else as OTHER. aiohttp's Python
+def known_method(method: str) -> str:
+    """The method as logged and as a metric label: a standard one as sent, anything else as
+    OTHER (a bounded label, and no secret on the public /metrics). aiohttp's Python
     parser takes any token as a method, and a client that pastes its token at the start of
     the request line makes that token the method. UNKNOWN is aiohttp's own, for a request
     its parser refused."""
@@ -64,7 +65,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         # A stream lasts as long as its client stays: counted, but kept out of the latencies.
         streaming = request.get(keys.streaming_key, False)
         elapsed = None if streaming else time.perf_counter() - started
-        metrics.observe_request(request.method, route, status, elapsed)
+        metrics.observe_request(known_method(request.method), route, status, elapsed)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -77,7 +78,7 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info(
             '%s "%s %s" %d %d %.1fms request_id=%s',
             request.remote,
-            log_method(request.method),
+            known_method(request.method),
             path,
             response.status,
             response.body_length,

@@ -285,6 +285,8 @@ async def test_no_password_or_token_reaches_any_log(
         async with aiohttp.ClientSession() as http:
             session = Session(http, service.base)
             await run_session(session, service.port)
+            status, metrics = await session.call("GET", "/metrics")  # public: scanned too
+            assert status == 200 and b"http_requests_total" in metrics
     finally:
         await service.stop()
 
@@ -299,7 +301,7 @@ async def test_no_password_or_token_reaches_any_log(
     assert "aiohttp.server" in logged  # the parser's own complaints are in the file too
     assert '"POST /users" 201' in output  # and the same lines on stderr
     assert len(session.secrets) >= 15
-    for where, text in (("LOG_FILE", logged), ("stderr", output)):
+    for where, text in (("LOG_FILE", logged), ("stderr", output), ("/metrics", metrics.decode())):
         # In any case: a token in the method's place comes out upper-cased, nearly as useful.
         lowered = text.lower()
         leaked = sorted(s for s in session.secrets if s.lower() in lowered)
@@ -351,8 +353,8 @@ def test_a_refused_request_is_logged_without_its_raw_bytes() -> None:
         assert "s3cret" not in text and "t0ken" not in text, text
 
 
-def test_a_method_that_is_no_method_is_logged_as_other() -> None:
-    from server.middleware import log_method  # here: a module that lacks it fails this test only
+def test_a_method_that_is_no_method_is_logged_and_counted_as_other() -> None:
+    from server.middleware import known_method  # here: a module that lacks it fails this test only
 
-    assert log_method("GET") == "GET" and log_method("PATCH") == "PATCH"
-    assert log_method("JFCBYQSM9RKKMVLG3DU8VD5NVXSR198XWENEEQD_IUQ") == "OTHER"
+    assert known_method("GET") == "GET" and known_method("PATCH") == "PATCH"
+    assert known_method("JFCBYQSM9RKKMVLG3DU8VD5NVXSR198XWENEEQD_IUQ") == "OTHER"
