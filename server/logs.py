@@ -1,8 +1,12 @@
 """Logging: one line per event, to stderr and optionally to a file rotated at midnight.
 
 Every handler carries ``RedactSecrets``: whatever logs a line (our access log, aiohttp's own
-``aiohttp.server`` error log quoting a malformed request line, a traceback), an API token in
-it is replaced by ``***`` before the line is written.
+``aiohttp.server`` error log for a malformed request, a traceback), a secret in it is replaced
+by ``***`` before the line is written: the value of a query parameter named like a credential
+(``password``, ``access_token``, ``token``, ...), an ``Authorization`` header's value, and
+the credentials after ``Bearer`` or ``Basic``. A request aiohttp's parser refuses is logged
+as the exception's name and status only, without the raw bytes its message quotes: a secret
+may sit anywhere in a malformed request line or header, where no pattern can find it.
 """
 
 from __future__ import annotations
@@ -11,11 +15,26 @@ import logging
 import re
 from logging.handlers import TimedRotatingFileHandler
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from .settings import Settings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 
 REDACTED = "***"
+
+
+# Query parameters whose value is a secret. The API reads a token from ``access_token`` on the
+# SSE routes only and a password from JSON bodies only, but clients send them elsewhere too.
+SECRET_PARAMETERS = (
+    "access_token",
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "api_key",
+    "apikey",
+)
 
 
 def _spelled_any_way(name: str) -> str:
@@ -24,23 +43,40 @@ def _spelled_any_way(name: str) -> str:
     return "".join(f"(?:{re.escape(c)}|%{ord(c):02x})" for c in name)
 
 
-# A query parameter that carries a token: access_token (or token) after "?", "&" or ";" (or
-# their percent-encodings), then "=" or %3D, then the value up to the next separator, blank,
-# quote or backslash (as in the repr of a raw request line). Over-redacting is fine.
-_QUERY_TOKEN = re.compile(
+# A secret query parameter after "?", "&" or ";" (or their percent-encodings), then "=" or
+# %3D, then the value up to the next separator, blank, quote or backslash (as in the repr of
+# a raw request line). Over-redacting is fine.
+_QUERY_SECRET = re.compile(
     r"(?P<keep>(?:[?&;]|%3f|%26|%3b)"
-    rf"(?:{_spelled_any_way('access_token')}|{_spelled_any_way('token')})"
+    rf"(?:{'|'.join(_spelled_any_way(name) for name in SECRET_PARAMETERS)})"
     r"(?:=|%3d))[^&;\s'\"\\<>]+",
     re.IGNORECASE,
 )
-# An Authorization header's credentials, wherever the header is quoted.
-_BEARER = re.compile(r"(?P<keep>\bBearer\s+)[^\s'\",;\\]+", re.IGNORECASE)
+# An Authorization header quoted with its value ("Authorization: x", "'Authorization': 'x'"),
+# whatever the scheme ("Token a b", a bare token): all of the value after a Bearer or Basic
+# scheme name, up to the end of the quoted line.
+_AUTHORIZATION = re.compile(
+    r"(?P<keep>\b(?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?(?:(?:bearer|basic)\s+)?)"
+    r"[^'\"\\\r\n]+",
+    re.IGNORECASE,
+)
+# Credentials after a scheme name, wherever they are quoted without their header's name.
+_CREDENTIALS = re.compile(r"(?P<keep>\b(?:Bearer|Basic)\s+)[^\s'\",;\\]+", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """``text`` with every token in a query string and every Bearer credential as ***."""
-    text = _QUERY_TOKEN.sub(rf"\g<keep>{REDACTED}", text)
-    return _BEARER.sub(rf"\g<keep>{REDACTED}", text)
+    """``text`` with every secret query parameter and every credential as ***."""
+    text = _QUERY_SECRET.sub(rf"\g<keep>{REDACTED}", text)
+    text = _AUTHORIZATION.sub(rf"\g<keep>{REDACTED}", text)
+    return _CREDENTIALS.sub(rf"\g<keep>{REDACTED}", text)
+
+
+def parser_error_summary(exc: HttpProcessingError) -> str:
+    """One line for a request aiohttp's parser refused: the exception's name and status. Not
+    its message: that quotes the raw request (as bytes from the C parser, as text, even on its
+    first line, from the Python one), and a secret may sit anywhere in it. Nor the traceback,
+    which only points into the parser."""
+    return f"{type(exc).__name__}: {exc.code} (the request's bytes are not logged)"
 
 
 class RedactSecrets(logging.Filter):
@@ -56,6 +92,9 @@ class RedactSecrets(logging.Filter):
         redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.exc_info, record.exc_text = None, parser_error_summary(exc)
         if record.exc_info and not record.exc_text:
             record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:

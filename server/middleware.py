@@ -8,7 +8,7 @@ import os
 import re
 import time
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
@@ -24,6 +24,15 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 def redact_query(query_string: str) -> str:
     """The query string as sent, with token values replaced by ***, fit for a log line."""
     return redact("?" + query_string)[1:] if query_string else ""
+
+
+def known_method(method: str) -> str:
+    """The method as logged and as a metric label: a standard one as sent, anything else as
+    OTHER (a bounded label, and no secret on the public /metrics). aiohttp's Python
+    parser takes any token as a method, and a client that pastes its token at the start of
+    the request line makes that token the method. UNKNOWN is aiohttp's own, for a request
+    its parser refused."""
+    return method if method in hdrs.METH_ALL or method == "UNKNOWN" else "OTHER"
 
 
 def route_label(request: web.Request) -> str:
@@ -56,7 +65,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         # A stream lasts as long as its client stays: counted, but kept out of the latencies.
         streaming = request.get(keys.streaming_key, False)
         elapsed = None if streaming else time.perf_counter() - started
-        metrics.observe_request(request.method, route, status, elapsed)
+        metrics.observe_request(known_method(request.method), route, status, elapsed)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -69,7 +78,7 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info(
             '%s "%s %s" %d %d %.1fms request_id=%s',
             request.remote,
-            request.method,
+            known_method(request.method),
             path,
             response.status,
             response.body_length,
