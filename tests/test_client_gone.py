@@ -1,0 +1,148 @@
+"""Clients that go away at awkward moments (issue 12): before an SSE response's headers, in the
+middle of a request body, or while Redis drops the stream's subscription. None of these may end
+as a 500 or an ERROR with a traceback in the log (found as logged 500s under the soak benchmark,
+bench/soak.py, that no client ever received), and the server goes on serving.
+
+The waits are made deterministic with PostgreSQL itself: the test holds a table lock that the
+request's next read needs, so the request is parked exactly where the client leaves, and the
+lock is released only once the server has seen the connection close.
+
+aiohttp's TestServer cancels a handler whose client leaves (handler_cancellation=True), which
+hides all of this; ``web.run_app`` (server/cli.py) leaves that off, and so do these tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+import pytest
+
+from server import keys
+
+from .helpers import metric, register, send, user_stream
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        f"{r.name} {r.levelname}: {r.getMessage()} ({r.exc_info[1]!r})"
+        if r.exc_info
+        else f"{r.name} {r.levelname}: {r.getMessage()}"
+        for r in caplog.records
+        if r.levelno >= logging.ERROR
+    ]
+
+
+async def _wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{what}: never happened")
+
+
+async def _wait_for_lock_waiter(conn: Any) -> None:
+    """Until some other backend of this database waits on a lock (the request is parked)."""
+    for _ in range(200):
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the request never waited on the locked table")
+
+
+def _server_holds(client: Any, address: Any) -> bool:
+    """The server still has the connection whose client end is ``address``."""
+    for handler in client.server.runner.server.connections:
+        transport = handler.transport
+        if transport is not None and transport.get_extra_info("peername") == address:
+            return True
+    return False
+
+
+def _settled(caplog: pytest.LogCaptureFixture, path: str) -> bool:
+    """The request to ``path`` has ended: its access line is logged, or something failed."""
+    return any(
+        r.levelno >= logging.ERROR or (r.name.endswith("access") and path in r.getMessage())
+        for r in caplog.records
+    )
+
+
+async def _leave_while_parked(client: Any, table: str, raw: bytes) -> None:
+    """Send ``raw`` on a new connection while ``table`` is locked, wait until the request waits
+    on that lock, close the connection, wait until the server has seen it closed (so the
+    request's transport is gone), and only then let the request go on."""
+    # A connection of the test's own, so the app's pool keeps its connection for the request.
+    conn = await asyncpg.connect(client.app[keys.settings_key].database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            _, writer = await asyncio.open_connection(client.host, client.port)
+            address = writer.get_extra_info("sockname")
+            writer.write(raw)
+            await writer.drain()
+            await _wait_for_lock_waiter(conn)
+            assert _server_holds(client, address)
+            writer.close()
+            await writer.wait_closed()
+            await _wait_for(lambda: not _server_holds(client, address), "the server saw the close")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def client(client: Any) -> Any:
+    """The app as run_app serves it: a handler runs on after its client leaves."""
+    client.server.runner.server.handler_cancellation = False
+    return client
+
+
+def _get(path: str, token: str | None = None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n{auth}\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("stream", "table"),
+    [
+        ("user", "auth_tokens"),  # parked on the token check, before the stream starts
+        ("user", "notifications"),  # parked in the stream's start position, before its headers
+        ("feed", "feed_values"),  # the same on the feed
+    ],
+)
+async def test_a_stream_whose_client_left_before_its_headers_ends_quietly(
+    client: Any, caplog: pytest.LogCaptureFixture, stream: str, table: str
+) -> None:
+    """A client that sends its GET and leaves while the request waits on PostgreSQL: once the
+    request goes on, its transport is gone, which aiohttp-sse's prepare() asserts against. The
+    request must end without a 500 or an ERROR in the log, and the server must go on
+    serving streams and delivering to them."""
+    caplog.set_level(logging.INFO)
+    ada = await register(client, "Ada")
+    bob = await register(client, "Bob")
+    path = f"/sse/{ada['id']}" if stream == "user" else "/events/"
+    route = "/sse/{user_id}" if stream == "user" else "/events"
+    for _ in range(3):  # again and again: each leaves nothing behind that trips the next
+        caplog.clear()
+        await _leave_while_parked(client, table, _get(path, ada["token"]))
+        await _wait_for(lambda: _settled(caplog, path), "the request ended")
+        assert not _errors(caplog), _errors(caplog)
+    counted = f'method="GET",route="{route}",status='
+    assert await metric(client, "http_requests_total", counted + '"500"') == 0
+    assert await metric(client, "http_requests_total", counted + '"499"') == 3  # client gone
+    registry = client.app[keys.streams_key]
+    assert registry.count == 0 and not registry.hubs  # nothing left open or subscribed
+    # Still serving: a new stream opens and gets news.
+    reader = await user_stream(client, ada)
+    response = await send(client, bob, [ada["id"]], "still there?")
+    assert response.status == 202, await response.text()
+    (event,) = await reader.take(1)
+    assert "still there?" in event.data
+    reader.response.close()
+    assert not _errors(caplog), _errors(caplog)
