@@ -30,6 +30,7 @@ from aiohttp_sse import EventSourceResponse
 
 from . import keys
 from .db import is_unavailable
+from .errors import CLIENT_GONE
 from .metrics import Metrics
 from .settings import Settings
 from .wire import (
@@ -49,9 +50,6 @@ REPLAY_PAGE = 500  # rows per PostgreSQL read while catching up (the byte bound 
 MAX_ID = 2**63 - 1
 UNUSABLE_ID = -1  # a Last-Event-ID that is not an id: the stream starts with a reset
 TOO_MANY_RETRY_MS = 300_000  # the retry: sent to a stream closed for being one too many
-
-
-CLIENT_GONE = 499  # the status counted for a request whose client left first (nginx's)
 
 
 def client_gone(request: web.Request, channel: str) -> web.Response:
