@@ -94,6 +94,7 @@ class Broker:
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._broken: Any = None  # the PubSub a subscribe or unsubscribe failed on
 
     def full_name(self, channel: str) -> str:
         return self.prefix + channel
@@ -117,29 +118,54 @@ class Broker:
     async def subscribe(self, channel: str, wait: float = 2.0) -> None:
         """Subscribe and wait for Redis to confirm, so no publish falls between."""
         self.channels.add(channel)
-        if not self.connected or self._pubsub is None:
+        pubsub = self._pubsub
+        if not self.connected or pubsub is None:
             return  # the (re)connect subscribes it, then catches every stream up
         name = self.full_name(channel).encode()
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmations[name] = confirmed
         try:
-            await self._pubsub.subscribe(name)
+            await pubsub.subscribe(name)
             async with asyncio.timeout(wait):
                 await confirmed
-        except (RedisError, OSError, TimeoutError) as exc:
+        except TimeoutError:
             log.warning(
-                "redis subscribe %s failed (%s); streams catch up on reconnect",
+                "redis subscribe %s not confirmed within %.1f s; streams catch up on reconnect",
                 channel,
-                type(exc).__name__,
+                wait,
             )
+        except Exception as exc:
+            self._failed(pubsub, "subscribe", channel, exc)
         finally:
             self._confirmations.pop(name, None)
 
     async def unsubscribe(self, channel: str) -> None:
+        """Never raises: a channel left subscribed only brings messages nobody reads, until
+        the connection is replaced."""
         self.channels.discard(channel)
-        if self.connected and self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(self.full_name(channel))
+        pubsub = self._pubsub
+        if self.connected and pubsub is not None:
+            try:
+                await pubsub.unsubscribe(self.full_name(channel))
+            except Exception as exc:
+                self._failed(pubsub, "unsubscribe", channel, exc)
+
+    def _failed(self, pubsub: Any, verb: str, channel: str, exc: Exception) -> None:
+        """A SUBSCRIBE or UNSUBSCRIBE sent from a stream's coroutine failed. When Redis drops
+        the connection, redis-py reconnects it from that coroutine while the listener reads
+        the same connection: besides ConnectionError it then raises AttributeError (the
+        connection's writer already None) or RuntimeError ("readuntil() called while another
+        coroutine is already waiting"). The connection cannot be trusted after that: the
+        listener replaces it (re-subscribing what is wanted, every stream catching up from
+        PostgreSQL), and the stream goes on or ends as if nothing happened."""
+        log.warning(
+            "redis %s %s failed (%s: %s); the subscriber reconnects, streams catch up",
+            verb,
+            channel,
+            type(exc).__name__,
+            exc,
+        )
+        self._broken = pubsub
 
     def _reconnected(self, connection: Any) -> None:
         """redis-py reconnected the subscriber by itself (and re-sent every SUBSCRIBE)."""
@@ -187,7 +213,7 @@ class Broker:
                 await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError, ConnectionError) as exc:
+            except Exception as exc:  # redis-py races raise more than RedisError (see _failed)
                 if self.connected or failures == 0:
                     log.warning(
                         "redis pub/sub lost (%s: %s); reconnecting", type(exc).__name__, exc
@@ -196,6 +222,8 @@ class Broker:
             finally:
                 self.connected = False
                 self._pubsub = None
+                if self._broken is pubsub:
+                    self._broken = None
                 if pubsub.connection is not None:  # it goes back to the pool without our hook
                     pubsub.connection.deregister_connect_callback(self._reconnected)
                 with contextlib.suppress(Exception):
@@ -208,6 +236,8 @@ class Broker:
         prefix_len = len(self.prefix)
         while True:
             end_if_cancelled()
+            if self._broken is pubsub:
+                raise ConnectionError("a subscribe or unsubscribe broke this connection")
             message = await pubsub.get_message(timeout=PING_INTERVAL)
             now = time.monotonic()
             if message is not None:

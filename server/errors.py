@@ -115,6 +115,14 @@ class ApiError(Exception):
         self.members = members
 
 
+CLIENT_GONE = 499  # the status counted for a request whose client left first (nginx's)
+
+
+class ClientGone(Exception):
+    """The client closed its connection before the request could be answered (in the middle
+    of its body, say): nothing can be sent back, so it is no error of ours to log."""
+
+
 def validation_error(errors: Mapping[str, list[str]], detail: str | None = None) -> Invalid:
     return Invalid(errors, detail)
 
@@ -266,6 +274,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except web.HTTPException as exc:
         return _from_http_exception(request, exc)
+    except ClientGone as exc:
+        log.info(
+            "%s %s: %s request_id=%s",
+            request.method,
+            request.path,
+            exc,
+            request.get(keys.request_id_key),
+        )
+        # No body: aiohttp finds the connection closed as it writes, and drops the answer.
+        return web.Response(status=CLIENT_GONE)
     except Exception as exc:
         request_id = request.get(keys.request_id_key)
         where = f"{request.method} {request.path}"

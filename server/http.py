@@ -15,7 +15,7 @@ from aiohttp import hdrs, web
 from marshmallow import Schema, ValidationError
 
 from . import keys
-from .errors import ApiError, Invalid, validation_error
+from .errors import ApiError, ClientGone, Invalid, validation_error
 
 MAX_JSON_DEPTH = 32
 DEFAULT_LIMIT = 50
@@ -65,7 +65,11 @@ async def read_json_object(request: web.Request, max_bytes: int | None = None) -
         reader = request
         if max_bytes is not None and max_bytes > request.client_max_size:
             reader = request.clone(client_max_size=max_bytes)
-        body = request[keys.body_key] = await reader.read()  # 413 past client_max_size
+        try:
+            body = await reader.read()  # 413 past client_max_size
+        except ConnectionError:  # aiohttp's ClientConnectionResetError is one
+            raise ClientGone("the client left in the middle of the body") from None
+        request[keys.body_key] = body
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -30,6 +30,7 @@ from aiohttp_sse import EventSourceResponse
 
 from . import keys
 from .db import is_unavailable
+from .errors import CLIENT_GONE
 from .metrics import Metrics
 from .settings import Settings
 from .wire import (
@@ -49,6 +50,18 @@ REPLAY_PAGE = 500  # rows per PostgreSQL read while catching up (the byte bound 
 MAX_ID = 2**63 - 1
 UNUSABLE_ID = -1  # a Last-Event-ID that is not an id: the stream starts with a reset
 TOO_MANY_RETRY_MS = 300_000  # the retry: sent to a stream closed for being one too many
+
+
+def client_gone(request: web.Request, channel: str) -> web.Response:
+    """The answer to a stream request whose client left before its headers went out: nothing
+    can be sent, so aiohttp drops this one quietly when it finds the connection closed (an
+    EventSourceResponse would fail instead: its prepare() asserts that there is a transport)."""
+    log.info(
+        "sse %s: the client left before the stream started request_id=%s",
+        channel,
+        request.get(keys.request_id_key),
+    )
+    return web.Response(status=CLIENT_GONE)
 
 
 class Refused(Exception):
@@ -433,8 +446,8 @@ class StreamRegistry:
             send_timeout=settings.sse_send_timeout,
         )
         transport = request.transport
-        if transport is None:  # the client left before we started
-            return response
+        if transport is None:  # the client left while the request was checked
+            return client_gone(request, channel)
         gauge = self.metrics.sse_connections.labels(source.kind)
         self.count += 1
         gauge.inc()
@@ -457,6 +470,9 @@ class StreamRegistry:
                 raise Refused("database", "the database is unreachable") from None
             if self.stopping:  # SIGTERM came while this stream was subscribing
                 raise Refused("stopping", "this server is shutting down")
+            if request.transport is None:  # it left while we subscribed and read PostgreSQL
+                return client_gone(request, channel)
+            # No await since the check: prepare() finds the transport (aiohttp-sse asserts it).
             await response.prepare(request)
             request[keys.streaming_key] = True
             self._responses.add(response)
