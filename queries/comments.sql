@@ -78,10 +78,14 @@ FROM created;
 -- An edit (PUT /comments/{id}): the comment takes the new body and its next version, and the
 -- version is stored with that body, in one statement. Only while the comment is at :version
 -- and not deleted (the caller holds its lock, so this is a second guard): no row otherwise.
+-- Timed by statement_timestamp(), not now(): the transaction began before it waited for the
+-- comment's lock, so a change that waited longer would come later in the history with an
+-- earlier time; this statement starts only once the change before it has committed.
 -- comments_pkey, comment_versions_pkey.
 WITH edited AS (
     UPDATE comments
-    SET body = :body, version = version + 1, edited_at = now(), updated_at = now()
+    SET body = :body, version = version + 1, edited_at = statement_timestamp(),
+        updated_at = statement_timestamp()
     WHERE id = :comment_id AND version = :version AND deleted_at IS NULL
     RETURNING id, story_id, parent_id, position, author_id, body, version, edited_at,
         deleted_at, created_at, updated_at
@@ -97,10 +101,12 @@ FROM edited;
 -- A soft deletion (DELETE /comments/{id}): the comment is marked deleted at its next version
 -- (it keeps its row, its place and its replies), and that version is stored without a body,
 -- in one statement. Only while the comment is at :version and not deleted yet: no row
--- otherwise. comments_pkey, comment_versions_pkey.
+-- otherwise. Timed by statement_timestamp() as edit_comment is. comments_pkey,
+-- comment_versions_pkey.
 WITH deleted AS (
     UPDATE comments
-    SET version = version + 1, deleted_at = now(), updated_at = now()
+    SET version = version + 1, deleted_at = statement_timestamp(),
+        updated_at = statement_timestamp()
     WHERE id = :comment_id AND version = :version AND deleted_at IS NULL
     RETURNING id, story_id, parent_id, position, author_id, body, version, edited_at,
         deleted_at, created_at, updated_at

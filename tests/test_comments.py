@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -358,6 +359,33 @@ async def test_racing_edits_each_keep_their_entry_in_the_history(
     assert sorted(v["body"] for v in versions[1:]) == sorted(bodies)  # none lost
     final = await get(client, f"/comments/{made['id']}", author)
     assert final["body"] == versions[-1]["body"]
+
+
+async def test_racing_changes_are_timed_in_the_order_of_the_history(
+    client: Any, task_tree: TaskTree
+) -> None:
+    """Review finding: an edit or a deletion was timed at the start of its transaction, taken
+    before it waited for the comment's lock, so a change that waited longest came later in
+    the history with an earlier time, and the comment's updated_at could go back in time."""
+    users, leaf = task_tree.users, task_tree.tasks["leaf"]["id"]
+    author = users["collaborator"]
+    story = await new_story(client, users["owner"], leaf)
+    for _ in range(3):
+        made = await comment(client, author, story["id"], "original")
+        path = f"/comments/{made['id']}"
+        changes = [
+            client.put(path, json={"body": f"edit {i}"}, headers=author["headers"])
+            for i in range(20)
+        ]
+        changes.insert(15, client.delete(path, headers=users["maintainer"]["headers"]))
+        statuses = [r.status for r in await asyncio.gather(*changes)]
+        assert set(statuses) <= {200, 204, 409}, statuses
+        versions = await every_page(client, f"{path}/history", author, 200)
+        assert versions[-1]["action"] == "deleted"
+        times = [datetime.fromisoformat(v["created_at"]) for v in versions]
+        assert times == sorted(times)  # oldest first, by version and by time alike
+        final = await get(client, path, author)
+        assert datetime.fromisoformat(final["updated_at"]) == times[-1]
 
 
 async def test_a_comment_racing_the_deletion_of_its_story_is_201_or_404(
