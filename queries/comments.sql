@@ -52,18 +52,22 @@ SELECT story_id FROM comments WHERE id = :comment_id;
 -- edits, FOR NO KEY UPDATE, go on; a deletion waits, or has deleted it and nothing is
 -- written), then the story's counter row, locked until the transaction ends so positions
 -- commit in order: taking them in that order, a creation never waits on a deletion's cascade
--- while holding the counter that cascade needs. stories_pkey, comment_counters_pkey,
--- comments_pkey, comment_versions_pkey.
+-- while holding the counter that cascade needs. The comment is timed once its counter is
+-- held (clock_timestamp() in the counter's RETURNING; now() is the transaction's start, before
+-- that wait), so created_at grows with position as the thread is read. stories_pkey,
+-- comment_counters_pkey, comments_pkey, comment_versions_pkey.
 WITH story AS (
     SELECT id FROM stories WHERE id = :story_id FOR KEY SHARE
 ), counter AS (
     INSERT INTO comment_counters AS k (story_id, last_position)
     SELECT id, 1 FROM story
     ON CONFLICT (story_id) DO UPDATE SET last_position = k.last_position + 1
-    RETURNING story_id, last_position
+    RETURNING story_id, last_position, clock_timestamp() AS at
 ), created AS (
-    INSERT INTO comments (story_id, parent_id, position, author_id, body)
-    SELECT counter.story_id, :parent_id, counter.last_position, :author_id, :body FROM counter
+    INSERT INTO comments (story_id, parent_id, position, author_id, body, created_at, updated_at)
+    SELECT counter.story_id, :parent_id, counter.last_position, :author_id, :body, counter.at,
+        counter.at
+    FROM counter
     RETURNING id, story_id, parent_id, position, author_id, body, version, edited_at,
         deleted_at, created_at, updated_at
 ), first AS (

@@ -388,6 +388,28 @@ async def test_racing_changes_are_timed_in_the_order_of_the_history(
         assert datetime.fromisoformat(final["updated_at"]) == times[-1]
 
 
+async def test_racing_comments_are_timed_in_the_order_of_the_thread(
+    client: Any, task_tree: TaskTree
+) -> None:
+    """Review finding: a comment was timed at the start of its transaction, before it waited
+    for its story's position counter, so the thread (oldest first) could show a comment
+    created later before one created earlier."""
+    users, leaf = task_tree.users, task_tree.tasks["leaf"]["id"]
+    writers = [users[name] for name in ("owner", "inherited", "maintainer", "collaborator")]
+    story = await new_story(client, users["owner"], leaf)
+    for n in range(3):
+        await asyncio.gather(
+            *(comment(client, writers[i % 4], story["id"], f"{n}.{i}") for i in range(20))
+        )
+    thread = await every_page(client, f"/stories/{story['id']}/comments", users["owner"], 200)
+    assert len(thread) == 60
+    times = [datetime.fromisoformat(c["created_at"]) for c in thread]
+    assert times == sorted(times)  # oldest first, by place and by time alike
+    for made in thread[:3]:
+        (first,) = (await get(client, f"/comments/{made['id']}/history", users["owner"]))["items"]
+        assert first["created_at"] == made["created_at"] == made["updated_at"]
+
+
 async def test_a_comment_racing_the_deletion_of_its_story_is_201_or_404(
     client: Any, task_tree: TaskTree
 ) -> None:
