@@ -52,18 +52,22 @@ SELECT story_id FROM comments WHERE id = :comment_id;
 -- edits, FOR NO KEY UPDATE, go on; a deletion waits, or has deleted it and nothing is
 -- written), then the story's counter row, locked until the transaction ends so positions
 -- commit in order: taking them in that order, a creation never waits on a deletion's cascade
--- while holding the counter that cascade needs. stories_pkey, comment_counters_pkey,
--- comments_pkey, comment_versions_pkey.
+-- while holding the counter that cascade needs. The comment is timed once its counter is
+-- held (clock_timestamp() in the counter's RETURNING; now() is the transaction's start, before
+-- that wait), so created_at grows with position as the thread is read. stories_pkey,
+-- comment_counters_pkey, comments_pkey, comment_versions_pkey.
 WITH story AS (
     SELECT id FROM stories WHERE id = :story_id FOR KEY SHARE
 ), counter AS (
     INSERT INTO comment_counters AS k (story_id, last_position)
     SELECT id, 1 FROM story
     ON CONFLICT (story_id) DO UPDATE SET last_position = k.last_position + 1
-    RETURNING story_id, last_position
+    RETURNING story_id, last_position, clock_timestamp() AS at
 ), created AS (
-    INSERT INTO comments (story_id, parent_id, position, author_id, body)
-    SELECT counter.story_id, :parent_id, counter.last_position, :author_id, :body FROM counter
+    INSERT INTO comments (story_id, parent_id, position, author_id, body, created_at, updated_at)
+    SELECT counter.story_id, :parent_id, counter.last_position, :author_id, :body, counter.at,
+        counter.at
+    FROM counter
     RETURNING id, story_id, parent_id, position, author_id, body, version, edited_at,
         deleted_at, created_at, updated_at
 ), first AS (
@@ -78,10 +82,14 @@ FROM created;
 -- An edit (PUT /comments/{id}): the comment takes the new body and its next version, and the
 -- version is stored with that body, in one statement. Only while the comment is at :version
 -- and not deleted (the caller holds its lock, so this is a second guard): no row otherwise.
+-- Timed by statement_timestamp(), not now(): the transaction began before it waited for the
+-- comment's lock, so a change that waited longer would come later in the history with an
+-- earlier time; this statement starts only once the change before it has committed.
 -- comments_pkey, comment_versions_pkey.
 WITH edited AS (
     UPDATE comments
-    SET body = :body, version = version + 1, edited_at = now(), updated_at = now()
+    SET body = :body, version = version + 1, edited_at = statement_timestamp(),
+        updated_at = statement_timestamp()
     WHERE id = :comment_id AND version = :version AND deleted_at IS NULL
     RETURNING id, story_id, parent_id, position, author_id, body, version, edited_at,
         deleted_at, created_at, updated_at
@@ -97,10 +105,12 @@ FROM edited;
 -- A soft deletion (DELETE /comments/{id}): the comment is marked deleted at its next version
 -- (it keeps its row, its place and its replies), and that version is stored without a body,
 -- in one statement. Only while the comment is at :version and not deleted yet: no row
--- otherwise. comments_pkey, comment_versions_pkey.
+-- otherwise. Timed by statement_timestamp() as edit_comment is. comments_pkey,
+-- comment_versions_pkey.
 WITH deleted AS (
     UPDATE comments
-    SET version = version + 1, deleted_at = now(), updated_at = now()
+    SET version = version + 1, deleted_at = statement_timestamp(),
+        updated_at = statement_timestamp()
     WHERE id = :comment_id AND version = :version AND deleted_at IS NULL
     RETURNING id, story_id, parent_id, position, author_id, body, version, edited_at,
         deleted_at, created_at, updated_at

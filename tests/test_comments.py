@@ -7,7 +7,9 @@ statements use. Real PostgreSQL and Redis; no timed assertions."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -358,6 +360,120 @@ async def test_racing_edits_each_keep_their_entry_in_the_history(
     assert sorted(v["body"] for v in versions[1:]) == sorted(bodies)  # none lost
     final = await get(client, f"/comments/{made['id']}", author)
     assert final["body"] == versions[-1]["body"]
+
+
+async def test_racing_changes_are_timed_in_the_order_of_the_history(
+    client: Any, task_tree: TaskTree
+) -> None:
+    """Review finding: an edit or a deletion was timed at the start of its transaction, taken
+    before it waited for the comment's lock, so a change that waited longest came later in
+    the history with an earlier time, and the comment's updated_at could go back in time."""
+    users, leaf = task_tree.users, task_tree.tasks["leaf"]["id"]
+    author = users["collaborator"]
+    story = await new_story(client, users["owner"], leaf)
+    for _ in range(3):
+        made = await comment(client, author, story["id"], "original")
+        path = f"/comments/{made['id']}"
+        changes = [
+            client.put(path, json={"body": f"edit {i}"}, headers=author["headers"])
+            for i in range(20)
+        ]
+        changes.insert(15, client.delete(path, headers=users["maintainer"]["headers"]))
+        statuses = [r.status for r in await asyncio.gather(*changes)]
+        assert set(statuses) <= {200, 204, 409}, statuses
+        versions = await every_page(client, f"{path}/history", author, 200)
+        assert versions[-1]["action"] == "deleted"
+        times = [datetime.fromisoformat(v["created_at"]) for v in versions]
+        assert times == sorted(times)  # oldest first, by version and by time alike
+        final = await get(client, path, author)
+        assert datetime.fromisoformat(final["updated_at"]) == times[-1]
+
+
+async def test_racing_comments_are_timed_in_the_order_of_the_thread(
+    client: Any, task_tree: TaskTree
+) -> None:
+    """Review finding: a comment was timed at the start of its transaction, before it waited
+    for its story's position counter, so the thread (oldest first) could show a comment
+    created later before one created earlier."""
+    users, leaf = task_tree.users, task_tree.tasks["leaf"]["id"]
+    writers = [users[name] for name in ("owner", "inherited", "maintainer", "collaborator")]
+    story = await new_story(client, users["owner"], leaf)
+    for n in range(3):
+        await asyncio.gather(
+            *(comment(client, writers[i % 4], story["id"], f"{n}.{i}") for i in range(20))
+        )
+    thread = await every_page(client, f"/stories/{story['id']}/comments", users["owner"], 200)
+    assert len(thread) == 60
+    times = [datetime.fromisoformat(c["created_at"]) for c in thread]
+    assert times == sorted(times)  # oldest first, by place and by time alike
+    for made in thread[:3]:
+        (first,) = (await get(client, f"/comments/{made['id']}/history", users["owner"]))["items"]
+        assert first["created_at"] == made["created_at"] == made["updated_at"]
+
+
+async def test_a_comment_aborted_by_a_deadlock_is_written_and_notified_once(
+    client: Any, task_tree: TaskTree, caplog: Any
+) -> None:
+    """errors.retry_middleware runs a request aborted by a deadlock again: the aborted attempt
+    had written its comment and some notifications, which must all roll back, and news of
+    them is published only after the COMMIT of the attempt that succeeds. Forced here: a
+    connection of the test holds the notification counter of the last member the comment
+    notifies, lets the comment take its story's position counter and wait, then waits for
+    that counter itself."""
+    from server import keys
+
+    users, leaf = task_tree.users, task_tree.tasks["leaf"]["id"]
+    owner = users["owner"]
+    story = await new_story(client, owner, leaf)
+    await comment(client, owner, story["id"], "the story's counter row exists now")
+    names = ("inherited", "maintainer", "collaborator")
+    before = {n: len(await notifications_of(client, users[n], "comment", "mention")) for n in names}
+    last = max(uuid.UUID(users[n]["id"]) for n in names)
+    stream = await user_stream(client, users["maintainer"])
+    body = {"story_id": story["id"], "body": f"hello <@{users['maintainer']['id']}>"}
+    pool = client.app[keys.db_key]._target
+    with caplog.at_level(logging.WARNING, logger="server.errors"):
+        async with pool.acquire() as conn:
+            await conn.execute("SET deadlock_timeout = '10s'")  # the request's side finds it
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT 1 FROM notification_counters WHERE user_id = $1 FOR UPDATE", last
+                )
+                sent = asyncio.create_task(
+                    client.post("/comments", json=body, headers=owner["headers"])
+                )
+                for _ in range(200):  # until the comment holds its counter and waits
+                    waiting = await conn.fetchval(
+                        "SELECT count(*) FROM pg_locks"
+                        " WHERE NOT granted AND pid <> pg_backend_pid()"
+                    )
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.05)
+                assert waiting, "the comment never waited on the notification counter"
+                await conn.execute(
+                    "SELECT 1 FROM comment_counters WHERE story_id = $1 FOR UPDATE",
+                    uuid.UUID(story["id"]),
+                )
+        response = await sent
+    assert response.status == 201, await response.text()
+    assert any("40P01" in r.getMessage() for r in caplog.records)  # it was run again
+    made = await response.json()
+    thread = (await get(client, f"/stories/{story['id']}/comments", owner))["items"]
+    assert [c["id"] for c in thread][1:] == [made["id"]]
+    for name in names:
+        got = await notifications_of(client, users[name], "comment", "mention")
+        assert len(got) == before[name] + 1, name
+        every = await get(client, f"/notifications/{users[name]['id']}?limit=200", users[name])
+        seqs = sorted(n["seq"] for n in every["items"])
+        assert seqs == list(range(1, len(seqs) + 1)), name  # no gap left by the aborted try
+    try:
+        (event,) = await stream.take(1)
+        assert event.event == "mention" and made["id"] in event.data
+        with pytest.raises(TimeoutError):
+            await stream.take(1, timeout=1)  # published once
+    finally:
+        stream.response.close()
 
 
 async def test_a_comment_racing_the_deletion_of_its_story_is_201_or_404(
