@@ -230,13 +230,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Writers lock in different orders in rare cases (DELETE /users cascades through rows that
 # story, invite and task writes lock before they key-share the user row).
 RETRIED_SQLSTATES = frozenset({"40P01", "40001"})
-RETRY_ATTEMPTS = 3
+RETRY_ATTEMPTS = 3  # attempts in all: the first and at most two runs again
 
 
 @web.middleware
 async def retry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run a request again, up to RETRY_ATTEMPTS times, when PostgreSQL aborted it for a
-    deadlock or a serialization conflict; then 503 with Retry-After. Safe because a handler
+    """Run a request again when PostgreSQL aborted it for a deadlock or a serialization
+    conflict, for at most RETRY_ATTEMPTS attempts in all; then 503 with Retry-After. Safe because a handler
     writes in one transaction (work.py) and publishes only after COMMIT; never once an SSE
     response has started."""
     for attempt in range(1, RETRY_ATTEMPTS + 1):
