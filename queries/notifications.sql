@@ -4,8 +4,10 @@
 -- gets nothing), bumps its counter (rows locked in user_id order, so transactions notifying
 -- overlapping users never deadlock) and inserts one notification with that user's next seq,
 -- in the caller's transaction. The counter row lock is held until COMMIT, so a user's seqs
--- commit in order with no gaps. users_pkey, notification_counters_pkey, then inserts into
--- notifications_user_id_seq_key.
+-- commit in order with no gaps. created_at is the time the counter was taken
+-- (clock_timestamp(), not now(): the transaction may have begun long before it got the lock),
+-- so a user's notifications are timed in the order of their seqs. users_pkey,
+-- notification_counters_pkey, then inserts into notifications_user_id_seq_key.
 WITH recipients AS (
     SELECT id AS user_id
     FROM users
@@ -19,10 +21,10 @@ bumped AS (
     FROM recipients
     ORDER BY user_id
     ON CONFLICT (user_id) DO UPDATE SET last_seq = notification_counters.last_seq + 1
-    RETURNING user_id, last_seq
+    RETURNING user_id, last_seq, clock_timestamp() AS counted_at
 )
-INSERT INTO notifications (user_id, seq, type, data)
-SELECT bumped.user_id, bumped.last_seq, :type, :data::jsonb
+INSERT INTO notifications (user_id, seq, type, data, created_at)
+SELECT bumped.user_id, bumped.last_seq, :type, :data::jsonb, bumped.counted_at
 FROM bumped
 RETURNING id, user_id, seq, type, data, read_at, created_at;
 
@@ -30,7 +32,8 @@ RETURNING id, user_id, seq, type, data, read_at, created_at;
 -- As insert_notifications, but each recipient with its own type and data (:types and :datas
 -- in the order of :user_ids): one change that notifies some members in one way and others in
 -- another (a story edit: mention to some, story_update to the rest) takes every counter lock
--- in one statement, in user_id order, like any other writer. users_pkey,
+-- in one statement, in user_id order, like any other writer; timed as insert_notifications.
+-- users_pkey,
 -- notification_counters_pkey, then inserts into notifications_user_id_seq_key.
 WITH wanted AS (
     SELECT w.user_id, w.type, w.data
@@ -49,10 +52,10 @@ bumped AS (
     FROM recipients
     ORDER BY user_id
     ON CONFLICT (user_id) DO UPDATE SET last_seq = notification_counters.last_seq + 1
-    RETURNING user_id, last_seq
+    RETURNING user_id, last_seq, clock_timestamp() AS counted_at
 )
-INSERT INTO notifications (user_id, seq, type, data)
-SELECT bumped.user_id, bumped.last_seq, wanted.type, wanted.data
+INSERT INTO notifications (user_id, seq, type, data, created_at)
+SELECT bumped.user_id, bumped.last_seq, wanted.type, wanted.data, bumped.counted_at
 FROM bumped
 JOIN wanted ON wanted.user_id = bumped.user_id
 RETURNING id, user_id, seq, type, data, read_at, created_at;

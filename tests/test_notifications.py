@@ -144,6 +144,27 @@ async def test_seq_is_gapless_under_20_concurrent_notifiers_to_overlapping_users
         assert sorted(n["seq"] for n in page["items"]) == list(range(1, expected + 1))
 
 
+async def test_racing_notifications_are_timed_in_the_order_of_their_seq(client: Any) -> None:
+    """A notification's created_at is taken once it holds the recipient's counter, not when
+    its transaction began: otherwise a writer that waited for the counter gets a later seq
+    and an earlier time, and a client sorting by time sees them out of order."""
+    bob = await register(client)
+    senders = [await register(client, f"s{i}") for i in range(20)]
+    for _ in range(3):
+        responses = await asyncio.gather(*(send(client, s, [bob["id"]]) for s in senders))
+        assert [r.status for r in responses] == [202] * 20
+    page = await (
+        await client.get(
+            f"/notifications/{bob['id']}", params={"limit": "100"}, headers=bob["headers"]
+        )
+    ).json()
+    by_seq = sorted(page["items"], key=lambda n: n["seq"])
+    assert [n["seq"] for n in by_seq] == list(range(1, 61))
+    times = [datetime.fromisoformat(n["created_at"]) for n in by_seq]
+    backwards = [by_seq[i]["seq"] for i in range(1, len(times)) if times[i] < times[i - 1]]
+    assert backwards == []
+
+
 async def test_nothing_is_published_or_numbered_for_a_rolled_back_transaction(
     client: Any,
 ) -> None:

@@ -481,7 +481,7 @@ class Stored:
         return {n.data["message"] for n in self.notifications[user_id] if n.type == "message"}
 
     def committed_at(self) -> dict[tuple[str, int], float]:
-        """When each row was written (its created_at: the start of its transaction, so never
+        """When each row was written (its created_at: taken inside its transaction, so never
         after its commit), by (channel, id)."""
         found = {("feed", v.id): v.created_at.timestamp() for v in self.values}
         for user_id, notifications in self.notifications.items():
