@@ -62,7 +62,9 @@ FROM created;
 -- content and the next revision number, and the revision is stored (as a snapshot when
 -- :content_snapshot is not NULL, else as :delta against the revision before), in one
 -- statement. Only when the story is still at :revision (the caller holds its lock, so this
--- is a second guard): no row otherwise. stories_pkey, story_revisions_pkey.
+-- is a second guard): no row otherwise. The content is not returned: the caller sent it
+-- (up to 512 KiB that would cross the wire back for nothing). stories_pkey,
+-- story_revisions_pkey.
 WITH updated AS (
     UPDATE stories
     SET title = :title,
@@ -72,8 +74,8 @@ WITH updated AS (
         chain_bytes = :chain_bytes,
         updated_at = now()
     WHERE id = :story_id AND revision = :revision
-    RETURNING id, task_id, title, content, revision, author_id, snapshot_revision,
-        chain_bytes, created_at, updated_at
+    RETURNING id, task_id, title, revision, author_id, snapshot_revision, chain_bytes,
+        created_at, updated_at
 ), stored AS (
     INSERT INTO story_revisions (story_id, revision, title, author_id, created_at,
         snapshot_revision, content, delta)
@@ -81,8 +83,8 @@ WITH updated AS (
         :delta::jsonb
     FROM updated
 )
-SELECT id, task_id, title, content, revision, author_id, snapshot_revision, chain_bytes,
-    created_at, updated_at
+SELECT id, task_id, title, revision, author_id, snapshot_revision, chain_bytes, created_at,
+    updated_at
 FROM updated;
 
 -- name: delete_story :exec

@@ -47,7 +47,8 @@ class StoriesRepository:
         editor_id: uuid.UUID,
         stored: NewRevision,
     ) -> Story | None:
-        """The story at its next revision; None when it is no longer at ``story.revision``."""
+        """The story at its next revision, with ``content`` (the statement does not send it
+        back); None when it is no longer at ``story.revision``."""
         row = await self.db.one(
             "stories.update_story",
             story_id=story.id,
@@ -60,7 +61,7 @@ class StoriesRepository:
             content_snapshot=stored.content_snapshot,
             delta=stored.delta,
         )
-        return Story.from_row(row) if row else None
+        return Story.from_row({**row, "content": content}) if row else None
 
     async def delete(self, story_id: uuid.UUID) -> None:
         await self.db.execute("stories.delete_story", story_id=story_id)

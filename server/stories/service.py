@@ -25,7 +25,15 @@ from ..tasks.repository import TasksRepository
 from ..tasks.service import access_task
 from ..work import Work
 from . import merge as merging
-from .lines import Change, apply, changes, from_delta, split_lines, to_delta, unified_diff
+from .lines import (
+    Change,
+    apply,
+    from_delta,
+    split_lines,
+    text_changes,
+    to_delta,
+    unified_diff,
+)
 from .models import (
     MAX_CONTENT_BYTES,
     SNAPSHOT_EVERY,
@@ -145,7 +153,7 @@ async def _write(
     it is when neither changes (no revision, nobody notified). The caller holds the lock."""
     if title == story.title and content == story.content:
         return story
-    changed = changes(split_lines(story.content), split_lines(content))
+    changed = text_changes(story.content, content)
     stored = _next_revision(story, content, changed)
     updated = await StoriesRepository(work.tx).update(story, title, content, actor_id, stored)
     if updated is None:  # not while the lock is held; a guard all the same
