@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from server.stories.lines import (
     apply,
+    apply_in_place,
     changes,
     from_delta,
     split_lines,
@@ -154,6 +155,9 @@ def test_changes_and_stored_deltas_rebuild_the_new_text(old: str, new: str) -> N
     a, b = split_lines(old), split_lines(new)
     assert apply(a, changes(a, b)) == b
     assert "".join(apply(a, from_delta(to_delta(changes(a, b))))) == new
+    in_place = list(a)
+    apply_in_place(in_place, from_delta(to_delta(changes(a, b))))
+    assert in_place == b
 
 
 def patch(old: str, diff: str) -> str:

@@ -118,6 +118,14 @@ def apply(old: Sequence[str], changed: Sequence[Change]) -> list[str]:
     return out
 
 
+def apply_in_place(lines: list[str], changed: Sequence[Change]) -> None:
+    """``lines`` becomes ``apply(lines, changed)``, in place: the changes from the last to the
+    first, each a slice assignment (positions before a change do not move), so a one-line
+    change costs one line, not a copy of every line."""
+    for start, end, replacement in reversed(changed):
+        lines[start:end] = replacement
+
+
 def to_delta(changed: Sequence[Change]) -> list[list[Any]]:
     """Changes as stored (story_revisions.delta): ``[start, end, "replacement text"]``."""
     return [[start, end, "".join(lines)] for start, end, lines in changed]

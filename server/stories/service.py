@@ -28,6 +28,7 @@ from . import merge as merging
 from .lines import (
     Change,
     apply,
+    apply_in_place,
     from_delta,
     split_lines,
     text_changes,
@@ -96,11 +97,14 @@ def _next_revision(story: Story, content: str, changed: list[Change]) -> NewRevi
     delta = to_delta(changed)
     size = sum(len(text.encode("utf-8")) + 16 for _, _, text in delta)
     revision = story.revision + 1
-    if revision - story.snapshot_revision >= SNAPSHOT_EVERY or story.chain_bytes + size > len(
-        content.encode("utf-8")
+    chain_bytes = story.chain_bytes + size
+    # A text has at least as many UTF-8 bytes as characters: encode it only when that is not
+    # enough to tell.
+    if revision - story.snapshot_revision >= SNAPSHOT_EVERY or (
+        chain_bytes > len(content) and chain_bytes > len(content.encode("utf-8"))
     ):
         return NewRevision(revision, 0, content, None)
-    return NewRevision(story.snapshot_revision, story.chain_bytes + size, None, delta)
+    return NewRevision(story.snapshot_revision, chain_bytes, None, delta)
 
 
 def _notice(story: Story, action: str, actor_id: uuid.UUID, **extra: Any) -> dict[str, Any]:
@@ -285,14 +289,20 @@ def _replay(
 
 
 async def _rebuild(db: Runner, story_id: uuid.UUID, revision: int) -> Revision:
-    """The exact title and content of one revision: its snapshot and the deltas after it."""
+    """The exact title and content of one revision: its snapshot and the deltas after it,
+    applied in place to one list of lines (only the last revision's lines are needed)."""
     rows = await StoriesRepository(db).chain(story_id, revision, revision) if (
         1 <= revision <= MAX_REVISION
     ) else []  # fmt: skip
     if not rows:
         raise NotFound(f"the story has no revision {revision}")
-    *_, (row, _, lines, _) = _replay(rows)
-    return Revision(row.revision, row.title, "".join(lines), row.author_id, row.created_at)
+    assert rows[0].content is not None, "a chain starts at a snapshot"
+    lines = split_lines(rows[0].content)
+    for row in rows[1:]:
+        assert row.delta is not None, "one snapshot per chain"
+        apply_in_place(lines, from_delta(row.delta))
+    last = rows[-1]
+    return Revision(last.revision, last.title, "".join(lines), last.author_id, last.created_at)
 
 
 async def get_revision(
