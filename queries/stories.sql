@@ -33,12 +33,67 @@ FROM story AS s
 JOIN tasks AS t ON t.id = s.task_id
 JOIN events AS e ON e.id = t.event_id;
 
--- name: lock_story :value
--- Locks one story row until the transaction ends and returns its id (NULL: no such story).
--- Every write of a story takes it first, so writers of one story take turns and each reads
--- the revision the previous one committed (no lost update). FOR NO KEY UPDATE leaves the
--- foreign-key checks of rows that reference the story (FOR KEY SHARE) unblocked. stories_pkey.
-SELECT id FROM stories WHERE id = :story_id FOR NO KEY UPDATE;
+-- name: get_story_history_access :one
+-- A story's id, current revision and author with the caller's role on its task (NULL: none
+-- reaches it): what reading its history needs (revisions, one revision, a diff), which comes
+-- from story_revisions. Neither title nor content is read, so the current content's TOAST
+-- (up to 512 KiB) is never fetched. stories_pkey, then as get_story_access: the task's
+-- ancestors by tasks_pkey, memberships by task_members_pkey, the event by events_pkey.
+WITH RECURSIVE path (id, parent_id) AS (
+    SELECT t.id, t.parent_id
+    FROM tasks AS t
+    JOIN stories AS s ON t.id = s.task_id
+    WHERE s.id = :story_id
+    UNION
+    SELECT up.id, up.parent_id FROM tasks AS up JOIN path ON up.id = path.parent_id
+)
+SELECT s.id, s.revision, s.author_id,
+    CASE
+        WHEN e.user_id = :caller_id THEN 'maintainer'
+        ELSE (
+            SELECT CASE WHEN bool_or(m.role = 'maintainer') THEN 'maintainer'
+                        WHEN count(*) > 0 THEN 'collaborator' END
+            FROM path JOIN task_members AS m ON m.task_id = path.id AND m.user_id = :caller_id
+        )
+    END AS my_role
+FROM stories AS s
+JOIN tasks AS t ON t.id = s.task_id
+JOIN events AS e ON e.id = t.event_id
+WHERE s.id = :story_id;
+
+-- name: lock_story_access :one
+-- get_story_access for a write, in one statement with the lock: the story row is locked
+-- (FOR NO KEY UPDATE, until the transaction ends) as it is read, so writers of one story take
+-- turns and each reads the revision and content the previous one committed (under READ
+-- COMMITTED a row updated while the lock was awaited is read again at its latest version).
+-- The role comes from the statement's snapshot, taken when it started: a membership that
+-- ends while a write waits for the lock is still seen, as if the write had come first. No
+-- row: no such story. FOR NO KEY UPDATE leaves the foreign-key checks of rows that
+-- reference the story (FOR KEY SHARE) unblocked. Indexes as get_story_access.
+WITH RECURSIVE story AS (
+    SELECT id, task_id, title, content, revision, author_id, snapshot_revision, chain_bytes,
+        created_at, updated_at
+    FROM stories
+    WHERE id = :story_id
+    FOR NO KEY UPDATE
+), path (id, parent_id) AS (
+    SELECT t.id, t.parent_id FROM tasks AS t JOIN story ON t.id = story.task_id
+    UNION
+    SELECT up.id, up.parent_id FROM tasks AS up JOIN path ON up.id = path.parent_id
+)
+SELECT s.id, s.task_id, s.title, s.content, s.revision, s.author_id, s.snapshot_revision,
+    s.chain_bytes, s.created_at, s.updated_at,
+    CASE
+        WHEN e.user_id = :caller_id THEN 'maintainer'
+        ELSE (
+            SELECT CASE WHEN bool_or(m.role = 'maintainer') THEN 'maintainer'
+                        WHEN count(*) > 0 THEN 'collaborator' END
+            FROM path JOIN task_members AS m ON m.task_id = path.id AND m.user_id = :caller_id
+        )
+    END AS my_role
+FROM story AS s
+JOIN tasks AS t ON t.id = s.task_id
+JOIN events AS e ON e.id = t.event_id;
 
 -- name: insert_story :one
 -- Creates a story (POST /stories) at revision 1, and that revision as a snapshot, in one

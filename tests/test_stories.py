@@ -721,7 +721,18 @@ async def test_story_statements_use_their_indexes_on_100_000_revisions(
                 "stories_pkey",
                 "stories",
             ),
-            ("stories.lock_story", {"story_id": story}, "stories_pkey", "stories"),
+            (
+                "stories.lock_story_access",
+                {"story_id": story, "caller_id": owner},
+                "stories_pkey",
+                "stories",
+            ),
+            (
+                "stories.get_story_history_access",
+                {"story_id": story, "caller_id": owner},
+                "stories_pkey",
+                "stories",
+            ),
             (
                 "stories.list_task_stories",
                 {"task_id": task, "after_id": uuid.UUID(int=0), "max_rows": 51},

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from ..db import Runner
-from .models import NewRevision, StoredRevision, Story, StoryAccess
+from .models import HistoryAccess, NewRevision, StoredRevision, Story, StoryAccess
 
 FIRST = uuid.UUID(int=0)  # keyset position before every id
 
@@ -15,16 +15,28 @@ class StoriesRepository:
     def __init__(self, db: Runner) -> None:
         self.db = db
 
-    async def access(self, story_id: uuid.UUID, caller_id: uuid.UUID) -> StoryAccess | None:
-        """The story with the caller's role on its task; None when no such story."""
-        row = await self.db.one("stories.get_story_access", story_id=story_id, caller_id=caller_id)
+    async def access(
+        self, story_id: uuid.UUID, caller_id: uuid.UUID, *, lock: bool = False
+    ) -> StoryAccess | None:
+        """The story with the caller's role on its task; None when no such story. ``lock``:
+        the row is locked as it is read, in the same statement, until the transaction ends."""
+        name = "stories.lock_story_access" if lock else "stories.get_story_access"
+        row = await self.db.one(name, story_id=story_id, caller_id=caller_id)
         if row is None:
             return None
         return StoryAccess(Story.from_row(row), row["my_role"])
 
-    async def lock(self, story_id: uuid.UUID) -> bool:
-        """Hold the story row until the transaction ends; False when no such story."""
-        return await self.db.value("stories.lock_story", story_id=story_id) is not None
+    async def history_access(
+        self, story_id: uuid.UUID, caller_id: uuid.UUID
+    ) -> HistoryAccess | None:
+        """The story's id, revision and author with the caller's role; None when no such
+        story. Its content is not read."""
+        row = await self.db.one(
+            "stories.get_story_history_access", story_id=story_id, caller_id=caller_id
+        )
+        if row is None:
+            return None
+        return HistoryAccess(row["id"], row["revision"], row["author_id"], row["my_role"])
 
     async def create(
         self, task_id: uuid.UUID, title: str, content: str, author_id: uuid.UUID

@@ -2,13 +2,13 @@
 parse and render, these decide and write, and raise the domain errors of errors.py.
 
 ``access_story`` loads a story with the caller's role on its task in one query and enforces
-it through policy.py (``lock`` takes the story row first). Every write of a story holds that
-row lock, so writers of one story take turns: each compares the revision it was given with
-the one the previous writer committed (no lost update), and ``update_story`` also requires
-the revision it read. A change of title or content is one new revision (``_write``), with
-one notification per member of the task in the same transaction: ``mention`` for members
-the new content mentions for the first time, ``story_update`` for the others, none for the
-actor.
+it through policy.py (``lock`` locks the story row in that same query, as it reads it).
+Every write of a story holds that row lock, so writers of one story take turns: each
+compares the revision it was given with the one the previous writer committed (no lost
+update), and ``update_story`` also requires the revision it read. A change of title or
+content is one new revision (``_write``), with one notification per member of the task in
+the same transaction: ``mention`` for members the new content mentions for the first time,
+``story_update`` for the others, none for the actor.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from .lines import (
 from .models import (
     MAX_CONTENT_BYTES,
     SNAPSHOT_EVERY,
+    HistoryAccess,
     NewRevision,
     Revision,
     RevisionChange,
@@ -58,15 +59,24 @@ async def access_story(
 ) -> StoryAccess:
     """The story if the caller may do ``action`` to it: NotFound when it does not exist or no
     role reaches its task, Forbidden when the role does not allow it. ``lock`` holds the row
-    until the transaction ends, taken before the story is read, so it is current."""
-    stories = StoriesRepository(db)
-    if lock and not await stories.lock(story_id):
-        raise NotFound("no such story")
-    found = await stories.access(story_id, caller_id)
+    until the transaction ends, locked as it is read (one statement), so it is current."""
+    found = await StoriesRepository(db).access(story_id, caller_id, lock=lock)
     if found is None:
         raise NotFound("no such story")
     facts = StoryFacts(found.role, is_author=found.story.author_id == caller_id)
     enforce(story_decision(facts, action), "story", action)
+    return found
+
+
+async def access_history(db: Runner, caller_id: uuid.UUID, story_id: uuid.UUID) -> HistoryAccess:
+    """As ``access_story`` for reading a story's history (Action.READ), without reading its
+    title and content: the revisions come from story_revisions, and the current content
+    (up to 512 KiB) would be fetched for nothing."""
+    found = await StoriesRepository(db).history_access(story_id, caller_id)
+    if found is None:
+        raise NotFound("no such story")
+    facts = StoryFacts(found.role, is_author=found.author_id == caller_id)
+    enforce(story_decision(facts, Action.READ), "story", Action.READ)
     return found
 
 
@@ -308,7 +318,7 @@ async def _rebuild(db: Runner, story_id: uuid.UUID, revision: int) -> Revision:
 async def get_revision(
     db: Runner, caller_id: uuid.UUID, story_id: uuid.UUID, revision: int
 ) -> Revision:
-    story = (await access_story(db, caller_id, story_id, Action.READ)).story
+    story = await access_history(db, caller_id, story_id)
     return await _rebuild(db, story.id, revision)
 
 
@@ -321,7 +331,7 @@ async def list_revisions(
 ) -> list[RevisionChange]:
     """``limit`` revisions after ``after``, oldest first, each with the unified diff of its
     content from the revision before (the first one's from the empty text)."""
-    story = (await access_story(db, caller_id, story_id, Action.READ)).story
+    story = await access_history(db, caller_id, story_id)
     if after >= story.revision:
         return []
     rows = await StoriesRepository(db).chain(story.id, max(after, 1), after + limit)
@@ -338,7 +348,7 @@ async def diff(
     db: Runner, caller_id: uuid.UUID, story_id: uuid.UUID, first: int, second: int
 ) -> str:
     """The unified diff of the content from revision ``first`` to ``second`` (either order)."""
-    story = (await access_story(db, caller_id, story_id, Action.READ)).story
+    story = await access_history(db, caller_id, story_id)
     old = await _rebuild(db, story.id, first)
     new = old if second == first else await _rebuild(db, story.id, second)
     return unified_diff(
