@@ -162,9 +162,14 @@ LIMIT :max_rows;
 -- name: list_revision_chain :many
 -- The revisions :first_revision..:last_revision of a story, preceded by every revision from
 -- the snapshot that :first_revision is rebuilt from: enough to rebuild each of them in
--- order. No row when :first_revision does not exist. The snapshot's number by one probe, the
--- rows by one range, both on story_revisions_pkey.
-SELECT r.revision, r.title, r.author_id, r.created_at, r.snapshot_revision, r.content, r.delta
+-- order. No row when :first_revision does not exist. The content of the snapshots numbered in
+-- :cached_snapshots is left out (NULL): the caller holds their lines (stories/snapshots.py),
+-- and their TOAST is not fetched. The snapshot's number by one probe, the rows by one range,
+-- both on story_revisions_pkey.
+SELECT r.revision, r.title, r.author_id, r.created_at, r.snapshot_revision,
+    CASE WHEN r.revision = ANY (:cached_snapshots::integer[]) THEN NULL ELSE r.content END
+        AS content,
+    r.delta
 FROM story_revisions AS r
 WHERE r.story_id = :story_id
   AND r.revision >= (

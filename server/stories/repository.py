@@ -4,6 +4,7 @@ rows."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from ..db import Runner
 from .models import HistoryAccess, NewRevision, StoredRevision, Story, StoryAccess
@@ -86,13 +87,17 @@ class StoriesRepository:
         )
         return [Story.from_row(r) for r in rows]
 
-    async def chain(self, story_id: uuid.UUID, first: int, last: int) -> list[StoredRevision]:
+    async def chain(
+        self, story_id: uuid.UUID, first: int, last: int, cached: Collection[int] = ()
+    ) -> list[StoredRevision]:
         """Revisions ``first..last``, preceded by those from the snapshot ``first`` is rebuilt
-        from; empty when ``first`` does not exist."""
+        from; empty when ``first`` does not exist. The snapshots numbered in ``cached`` come
+        without their content (None)."""
         rows = await self.db.many(
             "stories.list_revision_chain",
             story_id=story_id,
             first_revision=first,
             last_revision=last,
+            cached_snapshots=list(cached),
         )
         return [StoredRevision.from_row(r) for r in rows]

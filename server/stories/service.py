@@ -47,6 +47,7 @@ from .models import (
     StoryAccess,
 )
 from .repository import StoriesRepository
+from .snapshots import SnapshotCache
 
 STORY_UPDATE = "story_update"
 MENTION = "mention"
@@ -220,6 +221,7 @@ async def do_edit_content(
     content: str,
     base_revision: int | None,
     merge: bool,
+    snapshots: SnapshotCache | None = None,
 ) -> tuple[Story, bool]:
     """PATCH .../content: the new content, written over ``base_revision`` (None: whatever is
     current; NO_REVISION: If-Match named none, PreconditionFailed once the caller is known to
@@ -240,7 +242,7 @@ async def do_edit_content(
     if not merge:
         raise _stale(story, f"revision {base_revision} is stale: the story is at revision "
                             f"{story.revision}")  # fmt: skip
-    base = await _rebuild(work.tx, story.id, base_revision)
+    base = await _rebuild(work.tx, story.id, base_revision, snapshots)
     result = merging.merge(base.content, content, story.content)
     if result.text is None:
         raise Conflict(
@@ -298,16 +300,25 @@ def _replay(
         lines = new
 
 
-async def _rebuild(db: Runner, story_id: uuid.UUID, revision: int) -> Revision:
-    """The exact title and content of one revision: its snapshot and the deltas after it,
-    applied in place to one list of lines (only the last revision's lines are needed)."""
-    rows = await StoriesRepository(db).chain(story_id, revision, revision) if (
+async def _rebuild(
+    db: Runner, story_id: uuid.UUID, revision: int, snapshots: SnapshotCache | None = None
+) -> Revision:
+    """The exact title and content of one revision: its snapshot (from ``snapshots`` when it
+    is there, else read and put there) and the deltas after it, applied in place to one list
+    of lines (only the last revision's lines are needed)."""
+    held = snapshots.held(story_id) if snapshots is not None else {}
+    rows = await StoriesRepository(db).chain(story_id, revision, revision, held) if (
         1 <= revision <= MAX_REVISION
     ) else []  # fmt: skip
     if not rows:
         raise NotFound(f"the story has no revision {revision}")
-    assert rows[0].content is not None, "a chain starts at a snapshot"
-    lines = split_lines(rows[0].content)
+    first = rows[0]
+    if first.content is None:  # left out: the cache holds it
+        lines = list(held[first.revision])
+    else:
+        lines = split_lines(first.content)
+        if snapshots is not None:
+            snapshots.put(story_id, first.revision, lines)
     for row in rows[1:]:
         assert row.delta is not None, "one snapshot per chain"
         apply_in_place(lines, from_delta(row.delta))
@@ -316,10 +327,14 @@ async def _rebuild(db: Runner, story_id: uuid.UUID, revision: int) -> Revision:
 
 
 async def get_revision(
-    db: Runner, caller_id: uuid.UUID, story_id: uuid.UUID, revision: int
+    db: Runner,
+    caller_id: uuid.UUID,
+    story_id: uuid.UUID,
+    revision: int,
+    snapshots: SnapshotCache | None = None,
 ) -> Revision:
     story = await access_history(db, caller_id, story_id)
-    return await _rebuild(db, story.id, revision)
+    return await _rebuild(db, story.id, revision, snapshots)
 
 
 def _label(revision: int) -> str:
@@ -345,12 +360,17 @@ async def list_revisions(
 
 
 async def diff(
-    db: Runner, caller_id: uuid.UUID, story_id: uuid.UUID, first: int, second: int
+    db: Runner,
+    caller_id: uuid.UUID,
+    story_id: uuid.UUID,
+    first: int,
+    second: int,
+    snapshots: SnapshotCache | None = None,
 ) -> str:
     """The unified diff of the content from revision ``first`` to ``second`` (either order)."""
     story = await access_history(db, caller_id, story_id)
-    old = await _rebuild(db, story.id, first)
-    new = old if second == first else await _rebuild(db, story.id, second)
+    old = await _rebuild(db, story.id, first, snapshots)
+    new = old if second == first else await _rebuild(db, story.id, second, snapshots)
     return unified_diff(
         split_lines(old.content), split_lines(new.content), _label(first), _label(second)
     )
