@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: sync run lint format typecheck type-check test test-local check-sql bench soak all clean
+.PHONY: sync run lint format typecheck type-check test test-local check-sql bench bench-stories soak all clean
 
 sync:            ## create the virtualenv and install the service with test and dev tools
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[dev]'
@@ -32,6 +32,9 @@ check-sql:       ## prepare every statement in queries/ against the migrated dat
 
 bench:           ## every benchmark (see bench/README.md), side by side with the baseline
 	$(PY) -m bench.feed && $(PY) -m bench.api && $(PY) -m bench.notifications && $(PY) -m bench.degraded && $(PY) -m bench.stories && $(PY) -m bench.comments && $(PY) -m bench.tasks && $(PY) -m bench.scale
+
+bench-stories:   ## issue 11's whole benchmark: edits, merges, rebuilt revisions, storage, comment pages (BENCH_DATABASE_URL for storage and rebuild)
+	$(PY) -m bench.stories --rounds 3 --comments
 
 soak:            ## the 10-minute soak (not in bench: long): RSS and fds under a mixed load, docs/soak.png
 	$(VENV)/bin/pip install -q -e '.[bench]' && $(PY) -m bench.soak

@@ -92,7 +92,8 @@ async def load(
     return result
 
 
-async def main_async(args: argparse.Namespace) -> None:
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    """The run; its results by phase (bench.stories --comments reads them)."""
     raise_nofile()
     results: dict[str, Any] = {}
     with ours() as target:
@@ -156,6 +157,7 @@ async def main_async(args: argparse.Namespace) -> None:
             f"| {r['per_second'] / reference:.0%} |"
         )
     save_results("comments", {"args": vars(args), "results": results})
+    return results
 
 
 def main() -> None:

@@ -33,12 +33,67 @@ FROM story AS s
 JOIN tasks AS t ON t.id = s.task_id
 JOIN events AS e ON e.id = t.event_id;
 
--- name: lock_story :value
--- Locks one story row until the transaction ends and returns its id (NULL: no such story).
--- Every write of a story takes it first, so writers of one story take turns and each reads
--- the revision the previous one committed (no lost update). FOR NO KEY UPDATE leaves the
--- foreign-key checks of rows that reference the story (FOR KEY SHARE) unblocked. stories_pkey.
-SELECT id FROM stories WHERE id = :story_id FOR NO KEY UPDATE;
+-- name: get_story_history_access :one
+-- A story's id, current revision and author with the caller's role on its task (NULL: none
+-- reaches it): what reading its history needs (revisions, one revision, a diff), which comes
+-- from story_revisions. Neither title nor content is read, so the current content's TOAST
+-- (up to 512 KiB) is never fetched. stories_pkey, then as get_story_access: the task's
+-- ancestors by tasks_pkey, memberships by task_members_pkey, the event by events_pkey.
+WITH RECURSIVE path (id, parent_id) AS (
+    SELECT t.id, t.parent_id
+    FROM tasks AS t
+    JOIN stories AS s ON t.id = s.task_id
+    WHERE s.id = :story_id
+    UNION
+    SELECT up.id, up.parent_id FROM tasks AS up JOIN path ON up.id = path.parent_id
+)
+SELECT s.id, s.revision, s.author_id,
+    CASE
+        WHEN e.user_id = :caller_id THEN 'maintainer'
+        ELSE (
+            SELECT CASE WHEN bool_or(m.role = 'maintainer') THEN 'maintainer'
+                        WHEN count(*) > 0 THEN 'collaborator' END
+            FROM path JOIN task_members AS m ON m.task_id = path.id AND m.user_id = :caller_id
+        )
+    END AS my_role
+FROM stories AS s
+JOIN tasks AS t ON t.id = s.task_id
+JOIN events AS e ON e.id = t.event_id
+WHERE s.id = :story_id;
+
+-- name: lock_story_access :one
+-- get_story_access for a write, in one statement with the lock: the story row is locked
+-- (FOR NO KEY UPDATE, until the transaction ends) as it is read, so writers of one story take
+-- turns and each reads the revision and content the previous one committed (under READ
+-- COMMITTED a row updated while the lock was awaited is read again at its latest version).
+-- The role comes from the statement's snapshot, taken when it started: a membership that
+-- ends while a write waits for the lock is still seen, as if the write had come first. No
+-- row: no such story. FOR NO KEY UPDATE leaves the foreign-key checks of rows that
+-- reference the story (FOR KEY SHARE) unblocked. Indexes as get_story_access.
+WITH RECURSIVE story AS (
+    SELECT id, task_id, title, content, revision, author_id, snapshot_revision, chain_bytes,
+        created_at, updated_at
+    FROM stories
+    WHERE id = :story_id
+    FOR NO KEY UPDATE
+), path (id, parent_id) AS (
+    SELECT t.id, t.parent_id FROM tasks AS t JOIN story ON t.id = story.task_id
+    UNION
+    SELECT up.id, up.parent_id FROM tasks AS up JOIN path ON up.id = path.parent_id
+)
+SELECT s.id, s.task_id, s.title, s.content, s.revision, s.author_id, s.snapshot_revision,
+    s.chain_bytes, s.created_at, s.updated_at,
+    CASE
+        WHEN e.user_id = :caller_id THEN 'maintainer'
+        ELSE (
+            SELECT CASE WHEN bool_or(m.role = 'maintainer') THEN 'maintainer'
+                        WHEN count(*) > 0 THEN 'collaborator' END
+            FROM path JOIN task_members AS m ON m.task_id = path.id AND m.user_id = :caller_id
+        )
+    END AS my_role
+FROM story AS s
+JOIN tasks AS t ON t.id = s.task_id
+JOIN events AS e ON e.id = t.event_id;
 
 -- name: insert_story :one
 -- Creates a story (POST /stories) at revision 1, and that revision as a snapshot, in one
@@ -62,7 +117,9 @@ FROM created;
 -- content and the next revision number, and the revision is stored (as a snapshot when
 -- :content_snapshot is not NULL, else as :delta against the revision before), in one
 -- statement. Only when the story is still at :revision (the caller holds its lock, so this
--- is a second guard): no row otherwise. stories_pkey, story_revisions_pkey.
+-- is a second guard): no row otherwise. The content is not returned: the caller sent it
+-- (up to 512 KiB that would cross the wire back for nothing). stories_pkey,
+-- story_revisions_pkey.
 WITH updated AS (
     UPDATE stories
     SET title = :title,
@@ -72,8 +129,8 @@ WITH updated AS (
         chain_bytes = :chain_bytes,
         updated_at = now()
     WHERE id = :story_id AND revision = :revision
-    RETURNING id, task_id, title, content, revision, author_id, snapshot_revision,
-        chain_bytes, created_at, updated_at
+    RETURNING id, task_id, title, revision, author_id, snapshot_revision, chain_bytes,
+        created_at, updated_at
 ), stored AS (
     INSERT INTO story_revisions (story_id, revision, title, author_id, created_at,
         snapshot_revision, content, delta)
@@ -81,8 +138,8 @@ WITH updated AS (
         :delta::jsonb
     FROM updated
 )
-SELECT id, task_id, title, content, revision, author_id, snapshot_revision, chain_bytes,
-    created_at, updated_at
+SELECT id, task_id, title, revision, author_id, snapshot_revision, chain_bytes, created_at,
+    updated_at
 FROM updated;
 
 -- name: delete_story :exec
@@ -105,9 +162,14 @@ LIMIT :max_rows;
 -- name: list_revision_chain :many
 -- The revisions :first_revision..:last_revision of a story, preceded by every revision from
 -- the snapshot that :first_revision is rebuilt from: enough to rebuild each of them in
--- order. No row when :first_revision does not exist. The snapshot's number by one probe, the
--- rows by one range, both on story_revisions_pkey.
-SELECT r.revision, r.title, r.author_id, r.created_at, r.snapshot_revision, r.content, r.delta
+-- order. No row when :first_revision does not exist. The content of the snapshots numbered in
+-- :cached_snapshots is left out (NULL): the caller holds their lines (stories/snapshots.py),
+-- and their TOAST is not fetched. The snapshot's number by one probe, the rows by one range,
+-- both on story_revisions_pkey.
+SELECT r.revision, r.title, r.author_id, r.created_at, r.snapshot_revision,
+    CASE WHEN r.revision = ANY (:cached_snapshots::integer[]) THEN NULL ELSE r.content END
+        AS content,
+    r.delta
 FROM story_revisions AS r
 WHERE r.story_id = :story_id
   AND r.revision >= (

@@ -39,6 +39,7 @@ from .settings import Settings
 from .sql import Queries
 from .sse import refusal_middleware
 from .stories import handlers as stories
+from .stories.snapshots import SnapshotCache
 from .streams import StreamRegistry
 from .tasks import handlers as tasks
 from .users import handlers as users
@@ -325,6 +326,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.settings_key] = settings
     app[keys.passwords_key] = Passwords()
     app[keys.metrics_key] = Metrics()
+    app[keys.snapshots_key] = SnapshotCache()
     app.cleanup_ctx.extend([database_ctx, fanout_ctx, limits_ctx, background_ctx])
     app.on_startup.append(openapi.build_spec_on_startup)
     app.on_shutdown.append(close_streams)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .limits import Limits  # noqa: F401
     from .metrics import Metrics  # noqa: F401
     from .settings import Settings  # noqa: F401
+    from .stories.snapshots import SnapshotCache  # noqa: F401
     from .streams import StreamRegistry  # noqa: F401
     from .watch import StreamWatch  # noqa: F401
 
@@ -28,6 +29,7 @@ metrics_key = web.AppKey["Metrics"]("metrics")
 feed_writer_key = web.AppKey["FeedWriter"]("feed_writer")
 watch_key = web.AppKey["StreamWatch"]("stream_watch")
 limits_key = web.AppKey["Limits"]("limits")
+snapshots_key = web.AppKey["SnapshotCache"]("story_snapshots")
 
 request_id_key = web.RequestKey("request_id", str)
 caller_key = web.RequestKey["Caller"]("caller")

@@ -9,7 +9,16 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.stories.lines import apply, changes, from_delta, split_lines, to_delta, unified_diff
+from server.stories.lines import (
+    apply,
+    apply_in_place,
+    changes,
+    from_delta,
+    split_lines,
+    text_changes,
+    to_delta,
+    unified_diff,
+)
 from server.stories.merge import Conflict, merge
 
 BASE = "a\nb\nc\nd\ne\nf\n"
@@ -111,11 +120,44 @@ def test_splitting_keeps_every_character(text: str) -> None:
     assert "".join(split_lines(text)) == text
 
 
+@given(texts())
+def test_splitting_ends_a_line_after_each_lf_and_nowhere_else(text: str) -> None:
+    parts = text.split("\n")
+    expected = [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    assert split_lines(text) == expected
+
+
+@settings(max_examples=500)
+@given(texts(), texts(), texts())
+def test_changes_found_on_the_texts_are_the_changes_of_their_lines(
+    common: str, old: str, new: str
+) -> None:
+    # Shared lines before and after (the one-line edit of a long story), or none.
+    head, tail = common, common if common.endswith("\n") else ""
+    for a, b in [(old, new), (head + old, head + new), (head + old + "\n" + tail,
+                 head + new + "\n" + tail)]:  # fmt: skip
+        assert text_changes(a, b) == changes(split_lines(a), split_lines(b)), (a, b)
+
+
+def test_a_one_line_edit_of_a_long_text_is_found_by_its_characters() -> None:
+    lines = [f"line {n} é\n" for n in range(5000)]
+    edited = list(lines)
+    edited[2500] = "changed\r\n"
+    assert text_changes("".join(lines), "".join(edited)) == [(2500, 2501, ["changed\r\n"])]
+    assert text_changes("".join(lines), "".join(lines[:-1])) == [(4999, 5000, [])]
+    assert text_changes("", "a") == [(0, 0, ["a"])]
+    assert text_changes("a\nb", "a\nb\n") == [(1, 2, ["b\n"])]
+    assert text_changes("x\nx\n", "x\nx\nx\n") == [(2, 2, ["x\n"])]
+
+
 @given(texts(), texts())
 def test_changes_and_stored_deltas_rebuild_the_new_text(old: str, new: str) -> None:
     a, b = split_lines(old), split_lines(new)
     assert apply(a, changes(a, b)) == b
     assert "".join(apply(a, from_delta(to_delta(changes(a, b))))) == new
+    in_place = list(a)
+    apply_in_place(in_place, from_delta(to_delta(changes(a, b))))
+    assert in_place == b
 
 
 def patch(old: str, diff: str) -> str:

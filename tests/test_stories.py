@@ -14,6 +14,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from server.stories.snapshots import SnapshotCache
+
 from .conftest import TaskTree
 from .helpers import (
     add_role,
@@ -180,7 +182,10 @@ async def test_fifty_edits_keep_every_revision_exactly_and_each_diff_applies(
         )
         assert response.status == 200, await response.text()
         assert (await response.json())["revision"] == n
-    for n, (title, content) in enumerate(versions, start=1):
+    # Oldest first, then newest first: the second read of each is rebuilt from the snapshot's
+    # lines as the first read left them in the process's cache (stories/snapshots.py).
+    for n in [*range(1, 51), *range(50, 0, -1)]:
+        title, content = versions[n - 1]
         got = await get(client, f"/stories/{story['id']}/revisions/{n}", owner)
         assert (got["revision"], got["title"], got["content"]) == (n, title, content)
         assert got["author_id"] == owner["id"]
@@ -721,7 +726,18 @@ async def test_story_statements_use_their_indexes_on_100_000_revisions(
                 "stories_pkey",
                 "stories",
             ),
-            ("stories.lock_story", {"story_id": story}, "stories_pkey", "stories"),
+            (
+                "stories.lock_story_access",
+                {"story_id": story, "caller_id": owner},
+                "stories_pkey",
+                "stories",
+            ),
+            (
+                "stories.get_story_history_access",
+                {"story_id": story, "caller_id": owner},
+                "stories_pkey",
+                "stories",
+            ),
             (
                 "stories.list_task_stories",
                 {"task_id": task, "after_id": uuid.UUID(int=0), "max_rows": 51},
@@ -730,7 +746,12 @@ async def test_story_statements_use_their_indexes_on_100_000_revisions(
             ),
             (
                 "stories.list_revision_chain",
-                {"story_id": story, "first_revision": 40, "last_revision": 45},
+                {
+                    "story_id": story,
+                    "first_revision": 40,
+                    "last_revision": 45,
+                    "cached_snapshots": [1],
+                },
                 "story_revisions_pkey",
                 "story_revisions",
             ),
@@ -738,3 +759,17 @@ async def test_story_statements_use_their_indexes_on_100_000_revisions(
             await assert_uses_index(conn, name, params, index, table)
     finally:
         await conn.close()
+
+
+def test_the_snapshot_cache_holds_at_most_its_bound_least_recently_used_out_first() -> None:
+    cache = SnapshotCache(max_characters=10)
+    one, two = uuid.uuid4(), uuid.uuid4()
+    cache.put(one, 1, ["abcd\n"])  # 5 characters
+    cache.put(two, 1, ["efgh\n"])
+    assert cache.held(one) == {1: ("abcd\n",)}  # used: now the most recent
+    cache.put(two, 101, ["ij\n"])  # 13 > 10: two's revision 1, least recently used, goes
+    assert cache.held(two) == {101: ("ij\n",)}
+    assert cache.held(one) == {1: ("abcd\n",)}
+    assert cache.characters == 8
+    cache.put(one, 7, ["x" * 11])  # larger than the whole cache: not kept
+    assert cache.held(one) == {1: ("abcd\n",)} and cache.characters == 8

@@ -189,7 +189,13 @@ async def edit_content(request: web.Request) -> web.Response:
     base = _base_revision(request, body)
     async with writing_for(request) as work:
         story, merged = await service.do_edit_content(
-            work, caller(request).id, story_id, body["content"], base, body["merge"]
+            work,
+            caller(request).id,
+            story_id,
+            body["content"],
+            base,
+            body["merge"],
+            request.app[keys.snapshots_key],
         )
     return _with_etag({**story_json(story), "merged": merged}, story)
 
@@ -259,7 +265,8 @@ async def get_revision(request: web.Request) -> web.Response:
     story_id = path_uuid(request, "story_id")
     revision = path_revision(request)
     db = request.app[keys.db_key]
-    found = await service.get_revision(db, caller(request).id, story_id, revision)
+    snapshots = request.app[keys.snapshots_key]
+    found = await service.get_revision(db, caller(request).id, story_id, revision, snapshots)
     return json_response(revision_json(found))
 
 
@@ -277,7 +284,8 @@ async def story_diff(request: web.Request) -> web.Response:
     story_id = path_uuid(request, "story_id")
     first, second = query_revision(request, "from"), query_revision(request, "to")
     db = request.app[keys.db_key]
-    text = await service.diff(db, caller(request).id, story_id, first, second)
+    snapshots = request.app[keys.snapshots_key]
+    text = await service.diff(db, caller(request).id, story_id, first, second, snapshots)
     return json_response({"from": first, "to": second, "diff": text})
 
 

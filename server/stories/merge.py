@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .lines import Change, apply, changes, split_lines
+from .lines import Change, apply, changes, split_lines, text_changes
 
 OURS, THEIRS = 0, 1
 
@@ -45,8 +45,15 @@ def merge_lines(
     base: Sequence[str], ours: Sequence[str], theirs: Sequence[str]
 ) -> tuple[list[str] | None, list[Conflict]]:
     """The merged lines (None when there are conflicts), and the conflicts."""
-    tagged = [(start, end, lines, OURS) for start, end, lines in changes(base, ours)]
-    tagged += [(start, end, lines, THEIRS) for start, end, lines in changes(base, theirs)]
+    return _merge_changes(base, changes(base, ours), changes(base, theirs))
+
+
+def _merge_changes(
+    base: Sequence[str], ours: list[Change], theirs: list[Change]
+) -> tuple[list[str] | None, list[Conflict]]:
+    """merge_lines once each side's changes against base are known."""
+    tagged = [(start, end, lines, OURS) for start, end, lines in ours]
+    tagged += [(start, end, lines, THEIRS) for start, end, lines in theirs]
     tagged.sort(key=lambda change: (change[0], change[1]))
     out: list[str] = []
     conflicts: list[Conflict] = []
@@ -80,8 +87,12 @@ def merge_lines(
 
 
 def merge(base: str, ours: str, theirs: str) -> Merged:
-    """Three-way merge of whole texts (see the module's docstring)."""
-    lines, conflicts = merge_lines(split_lines(base), split_lines(ours), split_lines(theirs))
+    """Three-way merge of whole texts (see the module's docstring). Each side's changes are
+    found on the texts (lines.text_changes: only the lines between the first and the last
+    difference are split); base is split once, for the lines the sides left alone."""
+    lines, conflicts = _merge_changes(
+        split_lines(base), text_changes(base, ours), text_changes(base, theirs)
+    )
     if lines is None:
         return Merged(None, tuple(conflicts))
     return Merged("".join(lines))

@@ -51,6 +51,16 @@ class StoryAccess:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryAccess:
+    """What an access decision on a story's history needs, without its title or content."""
+
+    id: uuid.UUID
+    revision: int  # the current one
+    author_id: uuid.UUID | None
+    role: str | None  # the caller's role reaching the story's task; None: none
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRevision:
     """One row of a story's history: its content in full (``content``, a snapshot) or as line
     changes against the revision before (``delta``)."""

@@ -2,13 +2,13 @@
 parse and render, these decide and write, and raise the domain errors of errors.py.
 
 ``access_story`` loads a story with the caller's role on its task in one query and enforces
-it through policy.py (``lock`` takes the story row first). Every write of a story holds that
-row lock, so writers of one story take turns: each compares the revision it was given with
-the one the previous writer committed (no lost update), and ``update_story`` also requires
-the revision it read. A change of title or content is one new revision (``_write``), with
-one notification per member of the task in the same transaction: ``mention`` for members
-the new content mentions for the first time, ``story_update`` for the others, none for the
-actor.
+it through policy.py (``lock`` locks the story row in that same query, as it reads it).
+Every write of a story holds that row lock, so writers of one story take turns: each
+compares the revision it was given with the one the previous writer committed (no lost
+update), and ``update_story`` also requires the revision it read. A change of title or
+content is one new revision (``_write``), with one notification per member of the task in
+the same transaction: ``mention`` for members the new content mentions for the first time,
+``story_update`` for the others, none for the actor.
 """
 
 from __future__ import annotations
@@ -25,10 +25,20 @@ from ..tasks.repository import TasksRepository
 from ..tasks.service import access_task
 from ..work import Work
 from . import merge as merging
-from .lines import Change, apply, changes, from_delta, split_lines, to_delta, unified_diff
+from .lines import (
+    Change,
+    apply,
+    apply_in_place,
+    from_delta,
+    split_lines,
+    text_changes,
+    to_delta,
+    unified_diff,
+)
 from .models import (
     MAX_CONTENT_BYTES,
     SNAPSHOT_EVERY,
+    HistoryAccess,
     NewRevision,
     Revision,
     RevisionChange,
@@ -37,6 +47,7 @@ from .models import (
     StoryAccess,
 )
 from .repository import StoriesRepository
+from .snapshots import SnapshotCache
 
 STORY_UPDATE = "story_update"
 MENTION = "mention"
@@ -49,15 +60,24 @@ async def access_story(
 ) -> StoryAccess:
     """The story if the caller may do ``action`` to it: NotFound when it does not exist or no
     role reaches its task, Forbidden when the role does not allow it. ``lock`` holds the row
-    until the transaction ends, taken before the story is read, so it is current."""
-    stories = StoriesRepository(db)
-    if lock and not await stories.lock(story_id):
-        raise NotFound("no such story")
-    found = await stories.access(story_id, caller_id)
+    until the transaction ends, locked as it is read (one statement), so it is current."""
+    found = await StoriesRepository(db).access(story_id, caller_id, lock=lock)
     if found is None:
         raise NotFound("no such story")
     facts = StoryFacts(found.role, is_author=found.story.author_id == caller_id)
     enforce(story_decision(facts, action), "story", action)
+    return found
+
+
+async def access_history(db: Runner, caller_id: uuid.UUID, story_id: uuid.UUID) -> HistoryAccess:
+    """As ``access_story`` for reading a story's history (Action.READ), without reading its
+    title and content: the revisions come from story_revisions, and the current content
+    (up to 512 KiB) would be fetched for nothing."""
+    found = await StoriesRepository(db).history_access(story_id, caller_id)
+    if found is None:
+        raise NotFound("no such story")
+    facts = StoryFacts(found.role, is_author=found.author_id == caller_id)
+    enforce(story_decision(facts, Action.READ), "story", Action.READ)
     return found
 
 
@@ -88,11 +108,14 @@ def _next_revision(story: Story, content: str, changed: list[Change]) -> NewRevi
     delta = to_delta(changed)
     size = sum(len(text.encode("utf-8")) + 16 for _, _, text in delta)
     revision = story.revision + 1
-    if revision - story.snapshot_revision >= SNAPSHOT_EVERY or story.chain_bytes + size > len(
-        content.encode("utf-8")
+    chain_bytes = story.chain_bytes + size
+    # A text has at least as many UTF-8 bytes as characters: encode it only when that is not
+    # enough to tell.
+    if revision - story.snapshot_revision >= SNAPSHOT_EVERY or (
+        chain_bytes > len(content) and chain_bytes > len(content.encode("utf-8"))
     ):
         return NewRevision(revision, 0, content, None)
-    return NewRevision(story.snapshot_revision, story.chain_bytes + size, None, delta)
+    return NewRevision(story.snapshot_revision, chain_bytes, None, delta)
 
 
 def _notice(story: Story, action: str, actor_id: uuid.UUID, **extra: Any) -> dict[str, Any]:
@@ -145,7 +168,7 @@ async def _write(
     it is when neither changes (no revision, nobody notified). The caller holds the lock."""
     if title == story.title and content == story.content:
         return story
-    changed = changes(split_lines(story.content), split_lines(content))
+    changed = text_changes(story.content, content)
     stored = _next_revision(story, content, changed)
     updated = await StoriesRepository(work.tx).update(story, title, content, actor_id, stored)
     if updated is None:  # not while the lock is held; a guard all the same
@@ -198,6 +221,7 @@ async def do_edit_content(
     content: str,
     base_revision: int | None,
     merge: bool,
+    snapshots: SnapshotCache | None = None,
 ) -> tuple[Story, bool]:
     """PATCH .../content: the new content, written over ``base_revision`` (None: whatever is
     current; NO_REVISION: If-Match named none, PreconditionFailed once the caller is known to
@@ -218,7 +242,7 @@ async def do_edit_content(
     if not merge:
         raise _stale(story, f"revision {base_revision} is stale: the story is at revision "
                             f"{story.revision}")  # fmt: skip
-    base = await _rebuild(work.tx, story.id, base_revision)
+    base = await _rebuild(work.tx, story.id, base_revision, snapshots)
     result = merging.merge(base.content, content, story.content)
     if result.text is None:
         raise Conflict(
@@ -276,22 +300,41 @@ def _replay(
         lines = new
 
 
-async def _rebuild(db: Runner, story_id: uuid.UUID, revision: int) -> Revision:
-    """The exact title and content of one revision: its snapshot and the deltas after it."""
-    rows = await StoriesRepository(db).chain(story_id, revision, revision) if (
+async def _rebuild(
+    db: Runner, story_id: uuid.UUID, revision: int, snapshots: SnapshotCache | None = None
+) -> Revision:
+    """The exact title and content of one revision: its snapshot (from ``snapshots`` when it
+    is there, else read and put there) and the deltas after it, applied in place to one list
+    of lines (only the last revision's lines are needed)."""
+    held = snapshots.held(story_id) if snapshots is not None else {}
+    rows = await StoriesRepository(db).chain(story_id, revision, revision, held) if (
         1 <= revision <= MAX_REVISION
     ) else []  # fmt: skip
     if not rows:
         raise NotFound(f"the story has no revision {revision}")
-    *_, (row, _, lines, _) = _replay(rows)
-    return Revision(row.revision, row.title, "".join(lines), row.author_id, row.created_at)
+    first = rows[0]
+    if first.content is None:  # left out: the cache holds it
+        lines = list(held[first.revision])
+    else:
+        lines = split_lines(first.content)
+        if snapshots is not None:
+            snapshots.put(story_id, first.revision, lines)
+    for row in rows[1:]:
+        assert row.delta is not None, "one snapshot per chain"
+        apply_in_place(lines, from_delta(row.delta))
+    last = rows[-1]
+    return Revision(last.revision, last.title, "".join(lines), last.author_id, last.created_at)
 
 
 async def get_revision(
-    db: Runner, caller_id: uuid.UUID, story_id: uuid.UUID, revision: int
+    db: Runner,
+    caller_id: uuid.UUID,
+    story_id: uuid.UUID,
+    revision: int,
+    snapshots: SnapshotCache | None = None,
 ) -> Revision:
-    story = (await access_story(db, caller_id, story_id, Action.READ)).story
-    return await _rebuild(db, story.id, revision)
+    story = await access_history(db, caller_id, story_id)
+    return await _rebuild(db, story.id, revision, snapshots)
 
 
 def _label(revision: int) -> str:
@@ -303,7 +346,7 @@ async def list_revisions(
 ) -> list[RevisionChange]:
     """``limit`` revisions after ``after``, oldest first, each with the unified diff of its
     content from the revision before (the first one's from the empty text)."""
-    story = (await access_story(db, caller_id, story_id, Action.READ)).story
+    story = await access_history(db, caller_id, story_id)
     if after >= story.revision:
         return []
     rows = await StoriesRepository(db).chain(story.id, max(after, 1), after + limit)
@@ -317,12 +360,17 @@ async def list_revisions(
 
 
 async def diff(
-    db: Runner, caller_id: uuid.UUID, story_id: uuid.UUID, first: int, second: int
+    db: Runner,
+    caller_id: uuid.UUID,
+    story_id: uuid.UUID,
+    first: int,
+    second: int,
+    snapshots: SnapshotCache | None = None,
 ) -> str:
     """The unified diff of the content from revision ``first`` to ``second`` (either order)."""
-    story = (await access_story(db, caller_id, story_id, Action.READ)).story
-    old = await _rebuild(db, story.id, first)
-    new = old if second == first else await _rebuild(db, story.id, second)
+    story = await access_history(db, caller_id, story_id)
+    old = await _rebuild(db, story.id, first, snapshots)
+    new = old if second == first else await _rebuild(db, story.id, second, snapshots)
     return unified_diff(
         split_lines(old.content), split_lines(new.content), _label(first), _label(second)
     )
