@@ -236,9 +236,9 @@ RETRY_ATTEMPTS = 3  # attempts in all: the first and at most two runs again
 @web.middleware
 async def retry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Run a request again when PostgreSQL aborted it for a deadlock or a serialization
-    conflict, for at most RETRY_ATTEMPTS attempts in all; then 503 with Retry-After. Safe because a handler
-    writes in one transaction (work.py) and publishes only after COMMIT; never once an SSE
-    response has started."""
+    conflict, for at most RETRY_ATTEMPTS attempts in all; then 503 with Retry-After. Safe
+    because a handler writes in one transaction (work.py) and publishes only after COMMIT;
+    never once an SSE response has started."""
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
             return await handler(request)
