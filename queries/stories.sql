@@ -118,8 +118,9 @@ FROM created;
 -- :content_snapshot is not NULL, else as :delta against the revision before), in one
 -- statement. Only when the story is still at :revision (the caller holds its lock, so this
 -- is a second guard): no row otherwise. The content is not returned: the caller sent it
--- (up to 512 KiB that would cross the wire back for nothing). stories_pkey,
--- story_revisions_pkey.
+-- (up to 512 KiB that would cross the wire back for nothing). Timed by statement_timestamp(),
+-- not now(): the transaction began before it waited for the story's lock, and the history's
+-- times must follow its revision numbers. stories_pkey, story_revisions_pkey.
 WITH updated AS (
     UPDATE stories
     SET title = :title,
@@ -127,7 +128,7 @@ WITH updated AS (
         revision = revision + 1,
         snapshot_revision = :snapshot_revision,
         chain_bytes = :chain_bytes,
-        updated_at = now()
+        updated_at = statement_timestamp()
     WHERE id = :story_id AND revision = :revision
     RETURNING id, task_id, title, revision, author_id, snapshot_revision, chain_bytes,
         created_at, updated_at

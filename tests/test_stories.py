@@ -9,6 +9,7 @@ import asyncio
 import random
 import string
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -362,6 +363,14 @@ async def test_twenty_racing_merges_of_lines_two_apart_all_succeed(
         expected[3 * i] = f"edited by {i}\r\n"
     assert final["content"] == "".join(expected)
     assert final["revision"] == 21
+    # Each revision is timed when it was written, after the lock the others waited for, so
+    # the history's times follow its numbers (not the start of each racing transaction).
+    history = await get(client, f"/stories/{story['id']}/revisions?limit=50", owner)
+    items = history["items"]
+    assert [item["revision"] for item in items] == list(range(1, 22))
+    times = [datetime.fromisoformat(item["created_at"]) for item in items]
+    assert [i + 1 for i in range(1, 21) if times[i] < times[i - 1]] == []
+    assert final["updated_at"] == items[-1]["created_at"]
 
 
 async def test_a_merge_that_conflicts_writes_nothing_and_shows_the_three_versions(
