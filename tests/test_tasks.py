@@ -517,6 +517,20 @@ async def test_a_task_in_an_unseen_event_is_404(client: Any, task_tree: TaskTree
 
 
 async def test_the_tree_queries_use_their_indexes_on_a_large_tree(database_url: str) -> None:
+    # 200 events x 341 tasks (68,200 in all).
+    await assert_tree_plans(database_url, events_count=200)
+
+
+async def test_the_tree_queries_use_their_indexes_on_a_small_tree(database_url: str) -> None:
+    # 3 events x 341 tasks (1,023 in all): the size at which the planner, left to
+    # its estimates, hash-joined every step of a walk over a seq scan of tasks (issue 10).
+    await assert_tree_plans(database_url, events_count=3)
+
+
+async def assert_tree_plans(database_url: str, events_count: int) -> None:
+    """Every tree statement reads its indexes and never scans tasks or task_members whole,
+    on a forest of ``events_count`` events of 341 tasks 5 levels deep, each owned by one of
+    200 users, after ANALYZE."""
     conn = await asyncpg.connect(database_url)
     try:
         users = [
@@ -531,10 +545,10 @@ async def test_the_tree_queries_use_their_indexes_on_a_large_tree(database_url: 
             for r in await conn.fetch(
                 "INSERT INTO events (user_id, title, start_date, end_date) "
                 "SELECT u, 'e', now(), now() FROM unnest($1::uuid[]) AS u RETURNING id",
-                users,
+                users[:events_count],
             )
         ]
-        # 200 events x 5 levels: 1 + 4 + 16 + 64 + 256 = 341 tasks each (68,200 in all).
+        # Each event 5 levels: 1 + 4 + 16 + 64 + 256 = 341 tasks.
         level = await conn.fetch(
             "INSERT INTO tasks (event_id, title, duration_minutes) "
             "SELECT e, 'root', 525600 FROM unnest($1::uuid[]) AS e "
@@ -552,17 +566,23 @@ async def test_the_tree_queries_use_their_indexes_on_a_large_tree(database_url: 
                 [r["event_id"] for r in level],
             )
             tasks += level
+        # As POST /tasks leaves them: the creator (here the event's owner) a maintainer of
+        # every task; and every 7th task shared with a user.
+        await conn.execute(
+            "INSERT INTO task_members (task_id, user_id, role) "
+            "SELECT t.id, e.user_id, 'maintainer' FROM tasks t JOIN events e ON e.id = t.event_id"
+        )
         await conn.execute(
             "INSERT INTO task_members (task_id, user_id, role) "
             "SELECT t, u, 'collaborator' FROM unnest($1::uuid[]) WITH ORDINALITY AS x (t, n) "
             "JOIN unnest($2::uuid[]) WITH ORDINALITY AS y (u, m) ON y.m = x.n % 200 + 1 "
-            "WHERE x.n % 7 = 0",
+            "WHERE x.n % 7 = 0 ON CONFLICT DO NOTHING",
             [r["id"] for r in tasks],
             users,
         )
         await conn.execute("ANALYZE")
-        deep, member = tasks[-1]["id"], users[3]
-        event = events[3]
+        deep, member = tasks[-1]["id"], users[-1]  # not the owner of event
+        event = events[1]
         mid = await conn.fetchval(
             "SELECT task_id FROM task_members m JOIN tasks t ON t.id = m.task_id "
             "WHERE m.user_id = $1 AND t.event_id = $2 LIMIT 1",
