@@ -14,8 +14,9 @@
 -- One task with everything an access decision and its body need, in one statement: the
 -- caller's role (NULL: none reaches it), the event's owner, and allocated_minutes (the sum of
 -- the direct subtasks' durations). Walks up the ancestors one tasks_pkey probe a step (fenced),
--- the caller's membership on each is one task_members_pkey probe (task_id, user_id; fenced),
--- the event by events_pkey; the rollup is an index-only range on tasks_parent_id_idx.
+-- the caller's membership on each is one probe on (task_id, user_id) (fenced): task_members_pkey,
+-- or task_members_user_id_idx index-only (it includes role); the event by events_pkey; the
+-- rollup is a range on tasks_parent_id_idx.
 WITH RECURSIVE path (id, parent_id) AS (
     SELECT id, parent_id FROM tasks WHERE id = :task_id
     UNION
@@ -55,9 +56,14 @@ WHERE t.id = :task_id;
 SELECT id FROM tasks WHERE id = :task_id FOR NO KEY UPDATE;
 
 -- name: insert_task :one
--- Creates a task (POST /tasks) and makes its creator a maintainer of it, in one statement.
--- tasks_parent_fkey keeps the parent in the same event. tasks_pkey, task_members_pkey.
-WITH created AS (
+-- Creates a task (POST /tasks), makes its creator a maintainer of it, and returns it as
+-- get_task_access would for the creator (my_role maintainer: the role just granted;
+-- allocated_minutes 0: no subtask yet) with member_ids, the users a role reaches it by (as
+-- list_task_member_ids: the creator, the members of the parent and its ancestors, the event's
+-- owner), in one statement instead of three. tasks_parent_fkey keeps the parent in the same
+-- event. tasks_pkey, task_members_pkey; the parent's ancestors one tasks_pkey probe a step and
+-- their members one task_members_pkey range each (both fenced); the owner by events_pkey.
+WITH RECURSIVE created AS (
     INSERT INTO tasks (event_id, parent_id, title, description, duration_minutes, created_by)
     VALUES (:event_id, :parent_id, :title, :description, :duration_minutes, :created_by)
     RETURNING id, event_id, parent_id, title, description, duration_minutes, completed,
@@ -65,10 +71,30 @@ WITH created AS (
 ), membership AS (
     INSERT INTO task_members (task_id, user_id, role)
     SELECT id, created_by, 'maintainer' FROM created
+), path (id, parent_id) AS (
+    SELECT id, parent_id FROM tasks WHERE id = :parent_id
+    UNION
+    SELECT up.id, up.parent_id
+    FROM path
+    CROSS JOIN LATERAL (
+        SELECT p.id, p.parent_id FROM tasks AS p WHERE p.id = path.parent_id OFFSET 0
+    ) AS up
 )
-SELECT id, event_id, parent_id, title, description, duration_minutes, completed, completed_at,
-    created_by, created_at, updated_at
-FROM created;
+SELECT c.id, c.event_id, c.parent_id, c.title, c.description, c.duration_minutes, c.completed,
+    c.completed_at, c.created_by, c.created_at, c.updated_at,
+    'maintainer' AS my_role, 0::bigint AS allocated_minutes,
+    ARRAY(
+        SELECT c.created_by
+        UNION
+        SELECT m.user_id
+        FROM path
+        CROSS JOIN LATERAL (
+            SELECT g.user_id FROM task_members AS g WHERE g.task_id = path.id OFFSET 0
+        ) AS m
+        UNION
+        SELECT e.user_id FROM events AS e WHERE e.id = c.event_id
+    ) AS member_ids
+FROM created AS c;
 
 -- name: update_task :exec
 -- Partial update (PUT /tasks/{id}): NULL keeps a column; move = true sets parent_id (NULL:

@@ -199,6 +199,23 @@ async def test_the_duration_rule_on_create_update_move_and_shrink(
     assert (await get(client, f"/tasks/{t['mid']['id']}", owner))["parent_id"] == t["root"]["id"]
 
 
+async def test_a_created_task_answers_as_its_get_does_for_each_creator(
+    client: Any, task_tree: TaskTree
+) -> None:
+    # The POST's body comes from the INSERT itself (issue 10): it must be what a GET of the
+    # new task then shows its creator, whoever created it and however deep.
+    for creator, parent in (("owner", None), ("owner", "root"), ("inherited", "mid"),
+                            ("maintainer", "leaf")):  # fmt: skip
+        user = task_tree.users[creator]
+        parent_id = task_tree.tasks[parent]["id"] if parent else None
+        made = await create_task(client, user, task_tree.event_id, 5, parent_id, title="New")
+        assert made == await get(client, f"/tasks/{made['id']}", user)
+        assert (made["my_role"], made["allocated_minutes"], made["minutes_free"]) == (
+            "maintainer", 0, 5,
+        )  # fmt: skip
+        assert (made["parent_id"], made["created_by"]) == (parent_id, user["id"])
+
+
 async def test_ten_racing_subtask_creates_only_those_that_fit_succeed(
     client: Any, task_tree: TaskTree
 ) -> None:
