@@ -636,6 +636,18 @@ async def assert_tree_plans(database_url: str, events_count: int) -> None:
             ),
             ("tasks.list_task_member_ids", {"task_id": deep}, "task_members_pkey"),
             (
+                "tasks.insert_task",  # EXPLAIN without ANALYZE: nothing is inserted
+                {
+                    "event_id": event,
+                    "parent_id": deep,
+                    "title": "t",
+                    "description": "",
+                    "duration_minutes": 1,
+                    "created_by": member,
+                },
+                "task_members_pkey",
+            ),
+            (
                 "tasks.task_is_in_subtree",
                 {"task_id": mid or deep, "candidate_id": deep},
                 "tasks_pkey",
