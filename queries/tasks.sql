@@ -157,7 +157,8 @@ LIMIT :max_rows;
 -- One page of the tasks of an event that a member (not the owner) can see, by id after
 -- :after_id: the subtrees of the tasks the caller holds a role on, each task with the highest
 -- role reaching it. Driven by what the caller sees, not by the event's size: the roots from
--- task_members_user_id_idx (their event checked by one tasks_pkey probe each, fenced), walked
+-- task_members_user_id_idx (their event checked by one probe each, fenced: index-only on
+-- tasks_event_id_id_key (event_id, id), or tasks_pkey), walked
 -- down one tasks_parent_id_idx range a step (fenced), the page's rows one tasks_pkey probe
 -- each (fenced); the rollup per row is index-only on tasks_parent_id_idx.
 WITH RECURSIVE reached (id, rank) AS (
