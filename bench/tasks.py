@@ -343,6 +343,19 @@ def plan_params(name: str, ids: dict[str, Any]) -> list[tuple[str, dict[str, Any
             ("level-5 task", {"task_id": deep, "after_user_id": first, "max_rows": PAGE + 1}),
         ],
         "tasks.list_task_member_ids": [("level-5 task", {"task_id": deep})],
+        "tasks.insert_task": [  # run in the transaction rolled back
+            (
+                "subtask of a level-5 task, owner",
+                {
+                    "event_id": event,
+                    "parent_id": deep,
+                    "title": "Plan",
+                    "description": "",
+                    "duration_minutes": 1,
+                    "created_by": owner,
+                },
+            ),
+        ],
     }
     return cases.get(name, [])
 

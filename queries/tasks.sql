@@ -4,17 +4,27 @@
 -- maintainer for the event's owner. Ancestors are found walking up by tasks_pkey (the depth of
 -- the tree, a handful of probes); subtrees walking down by tasks_parent_id_idx.
 -- Roles rank maintainer (2) above collaborator (1).
+-- Fences: each step of a walk, and each membership probe, is a LATERAL subquery with OFFSET 0.
+-- OFFSET 0 keeps the planner from flattening it into a join, so it runs once per row of the
+-- work table as a parameterized index scan. Without it the plan depends on table size: the
+-- planner guesses ~10 rows per recursion step, and against a small table (1,000 tasks) it picks
+-- a hash join over a seq scan of tasks at every step (issue 10).
 
 -- name: get_task_access :one
 -- One task with everything an access decision and its body need, in one statement: the
 -- caller's role (NULL: none reaches it), the event's owner, and allocated_minutes (the sum of
--- the direct subtasks' durations). Walks up the ancestors by tasks_pkey, the caller's
--- memberships on them by task_members_pkey, the event by events_pkey; the rollup is an
--- index-only range on tasks_parent_id_idx.
+-- the direct subtasks' durations). Walks up the ancestors one tasks_pkey probe a step (fenced),
+-- the caller's membership on each is one probe on (task_id, user_id) (fenced): task_members_pkey,
+-- or task_members_user_id_idx index-only (it includes role); the event by events_pkey; the
+-- rollup is a range on tasks_parent_id_idx.
 WITH RECURSIVE path (id, parent_id) AS (
     SELECT id, parent_id FROM tasks WHERE id = :task_id
     UNION
-    SELECT up.id, up.parent_id FROM tasks AS up JOIN path ON up.id = path.parent_id
+    SELECT up.id, up.parent_id
+    FROM path
+    CROSS JOIN LATERAL (
+        SELECT p.id, p.parent_id FROM tasks AS p WHERE p.id = path.parent_id OFFSET 0
+    ) AS up
 )
 SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
     t.completed, t.completed_at, t.created_by, t.created_at, t.updated_at,
@@ -24,7 +34,11 @@ SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes
         ELSE (
             SELECT CASE WHEN bool_or(m.role = 'maintainer') THEN 'maintainer'
                         WHEN count(*) > 0 THEN 'collaborator' END
-            FROM path JOIN task_members AS m ON m.task_id = path.id AND m.user_id = :caller_id
+            FROM path
+            CROSS JOIN LATERAL (
+                SELECT g.role FROM task_members AS g
+                WHERE g.task_id = path.id AND g.user_id = :caller_id OFFSET 0
+            ) AS m
         )
     END AS my_role,
     (SELECT coalesce(sum(c.duration_minutes), 0) FROM tasks AS c WHERE c.parent_id = t.id)
@@ -42,9 +56,14 @@ WHERE t.id = :task_id;
 SELECT id FROM tasks WHERE id = :task_id FOR NO KEY UPDATE;
 
 -- name: insert_task :one
--- Creates a task (POST /tasks) and makes its creator a maintainer of it, in one statement.
--- tasks_parent_fkey keeps the parent in the same event. tasks_pkey, task_members_pkey.
-WITH created AS (
+-- Creates a task (POST /tasks), makes its creator a maintainer of it, and returns it as
+-- get_task_access would for the creator (my_role maintainer: the role just granted;
+-- allocated_minutes 0: no subtask yet) with member_ids, the users a role reaches it by (as
+-- list_task_member_ids: the creator, the members of the parent and its ancestors, the event's
+-- owner), in one statement instead of three. tasks_parent_fkey keeps the parent in the same
+-- event. tasks_pkey, task_members_pkey; the parent's ancestors one tasks_pkey probe a step and
+-- their members one task_members_pkey range each (both fenced); the owner by events_pkey.
+WITH RECURSIVE created AS (
     INSERT INTO tasks (event_id, parent_id, title, description, duration_minutes, created_by)
     VALUES (:event_id, :parent_id, :title, :description, :duration_minutes, :created_by)
     RETURNING id, event_id, parent_id, title, description, duration_minutes, completed,
@@ -52,10 +71,30 @@ WITH created AS (
 ), membership AS (
     INSERT INTO task_members (task_id, user_id, role)
     SELECT id, created_by, 'maintainer' FROM created
+), path (id, parent_id) AS (
+    SELECT id, parent_id FROM tasks WHERE id = :parent_id
+    UNION
+    SELECT up.id, up.parent_id
+    FROM path
+    CROSS JOIN LATERAL (
+        SELECT p.id, p.parent_id FROM tasks AS p WHERE p.id = path.parent_id OFFSET 0
+    ) AS up
 )
-SELECT id, event_id, parent_id, title, description, duration_minutes, completed, completed_at,
-    created_by, created_at, updated_at
-FROM created;
+SELECT c.id, c.event_id, c.parent_id, c.title, c.description, c.duration_minutes, c.completed,
+    c.completed_at, c.created_by, c.created_at, c.updated_at,
+    'maintainer' AS my_role, 0::bigint AS allocated_minutes,
+    ARRAY(
+        SELECT c.created_by
+        UNION
+        SELECT m.user_id
+        FROM path
+        CROSS JOIN LATERAL (
+            SELECT g.user_id FROM task_members AS g WHERE g.task_id = path.id OFFSET 0
+        ) AS m
+        UNION
+        SELECT e.user_id FROM events AS e WHERE e.id = c.event_id
+    ) AS member_ids
+FROM created AS c;
 
 -- name: update_task :exec
 -- Partial update (PUT /tasks/{id}): NULL keeps a column; move = true sets parent_id (NULL:
@@ -86,12 +125,16 @@ DELETE FROM tasks WHERE id = :task_id;
 
 -- name: task_is_in_subtree :value
 -- Whether :candidate_id is :task_id or inside its subtree: the cycle check of a re-parent
--- (moving a task under its own descendant). Walks up from the candidate by tasks_pkey (the
--- depth of the tree), not down the subtree.
+-- (moving a task under its own descendant). Walks up from the candidate, one tasks_pkey probe
+-- a step (fenced: the depth of the tree), not down the subtree.
 WITH RECURSIVE up (id, parent_id) AS (
     SELECT id, parent_id FROM tasks WHERE id = :candidate_id
     UNION
-    SELECT t.id, t.parent_id FROM tasks AS t JOIN up ON t.id = up.parent_id
+    SELECT t.id, t.parent_id
+    FROM up
+    CROSS JOIN LATERAL (
+        SELECT p.id, p.parent_id FROM tasks AS p WHERE p.id = up.parent_id OFFSET 0
+    ) AS t
 )
 SELECT EXISTS (SELECT 1 FROM up WHERE id = :task_id);
 
@@ -114,16 +157,23 @@ LIMIT :max_rows;
 -- One page of the tasks of an event that a member (not the owner) can see, by id after
 -- :after_id: the subtrees of the tasks the caller holds a role on, each task with the highest
 -- role reaching it. Driven by what the caller sees, not by the event's size: the roots from
--- task_members_user_id_idx (their event checked by tasks_pkey), walked down by
--- tasks_parent_id_idx, the page's rows by tasks_pkey; the rollup per row is index-only on
--- tasks_parent_id_idx.
+-- task_members_user_id_idx (their event checked by one probe each, fenced: index-only on
+-- tasks_event_id_id_key (event_id, id), or tasks_pkey), walked
+-- down one tasks_parent_id_idx range a step (fenced), the page's rows one tasks_pkey probe
+-- each (fenced); the rollup per row is index-only on tasks_parent_id_idx.
 WITH RECURSIVE reached (id, rank) AS (
     SELECT m.task_id, CASE m.role WHEN 'maintainer' THEN 2 ELSE 1 END
     FROM task_members AS m
-    JOIN tasks AS root ON root.id = m.task_id
-    WHERE m.user_id = :caller_id AND root.event_id = :event_id
+    CROSS JOIN LATERAL (
+        SELECT r.id FROM tasks AS r WHERE r.id = m.task_id AND r.event_id = :event_id OFFSET 0
+    ) AS root
+    WHERE m.user_id = :caller_id
     UNION
-    SELECT c.id, reached.rank FROM reached JOIN tasks AS c ON c.parent_id = reached.id
+    SELECT c.id, reached.rank
+    FROM reached
+    CROSS JOIN LATERAL (
+        SELECT k.id FROM tasks AS k WHERE k.parent_id = reached.id OFFSET 0
+    ) AS c
 ), visible AS (
     SELECT id, max(rank) AS rank FROM reached GROUP BY id
 ), page AS (
@@ -135,48 +185,63 @@ SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes
     (SELECT coalesce(sum(c.duration_minutes), 0) FROM tasks AS c WHERE c.parent_id = t.id)
         AS allocated_minutes
 FROM page AS p
-JOIN tasks AS t ON t.id = p.id
+CROSS JOIN LATERAL (
+    SELECT r.id, r.event_id, r.parent_id, r.title, r.description, r.duration_minutes,
+        r.completed, r.completed_at, r.created_by, r.created_at, r.updated_at
+    FROM tasks AS r WHERE r.id = p.id OFFSET 0
+) AS t
 ORDER BY t.id;
 
 -- name: list_task_collaborators :many
 -- One page of the users holding a role on a task (GET /tasks/{id}/collaborators), by user_id
 -- after :after_user_id (the nil UUID for the first page): granted on the task itself or
 -- inherited from an ancestor, each user once with the highest role and, in task_id, the
--- nearest task that grants it. Walks up by tasks_pkey into one array (nearest first), whose
--- memberships are one probe each on task_members_pkey; names by users_pkey.
+-- nearest task that grants it. Walks up one tasks_pkey probe a step (fenced), the members of
+-- each ancestor one range on task_members_pkey (its task_id prefix; fenced), the page's names
+-- one users_pkey probe each (fenced).
 WITH RECURSIVE path (id, parent_id, depth) AS (
     SELECT id, parent_id, 1 FROM tasks WHERE id = :task_id
     UNION ALL
-    SELECT up.id, up.parent_id, path.depth + 1 FROM tasks AS up JOIN path ON up.id = path.parent_id
-), chain AS (
-    SELECT array_agg(id ORDER BY depth) AS ids FROM path
+    SELECT up.id, up.parent_id, path.depth + 1
+    FROM path
+    CROSS JOIN LATERAL (
+        SELECT p.id, p.parent_id FROM tasks AS p WHERE p.id = path.parent_id OFFSET 0
+    ) AS up
 ), roles AS (
     SELECT DISTINCT ON (m.user_id) m.user_id, m.role, m.task_id
-    FROM task_members AS m
-    WHERE m.task_id = any((SELECT ids FROM chain)::uuid[])
-    ORDER BY m.user_id, (m.role = 'maintainer') DESC,
-        array_position((SELECT ids FROM chain)::uuid[], m.task_id)
+    FROM path
+    CROSS JOIN LATERAL (
+        SELECT g.user_id, g.role, g.task_id FROM task_members AS g
+        WHERE g.task_id = path.id OFFSET 0
+    ) AS m
+    WHERE m.user_id > :after_user_id
+    ORDER BY m.user_id, (m.role = 'maintainer') DESC, path.depth
+    LIMIT :max_rows
 )
 SELECT r.user_id, u.name, r.role, r.task_id
 FROM roles AS r
-JOIN users AS u ON u.id = r.user_id
-WHERE r.user_id > :after_user_id
-ORDER BY r.user_id
-LIMIT :max_rows;
+CROSS JOIN LATERAL (SELECT n.name FROM users AS n WHERE n.id = r.user_id OFFSET 0) AS u
+ORDER BY r.user_id;
 
 -- name: list_task_member_ids :many
 -- Every user a role reaches a task by (the recipients of its task_update notifications): the
--- members of the task and its ancestors, and the event's owner. Walks up by tasks_pkey into
--- one array, whose memberships are one probe each on task_members_pkey; the owner by
--- events_pkey.
+-- members of the task and its ancestors, and the event's owner. Walks up one tasks_pkey probe
+-- a step (fenced), the members of each ancestor one range on task_members_pkey (its task_id
+-- prefix; fenced); the owner by tasks_pkey and events_pkey.
 WITH RECURSIVE path (id, parent_id) AS (
     SELECT id, parent_id FROM tasks WHERE id = :task_id
     UNION
-    SELECT up.id, up.parent_id FROM tasks AS up JOIN path ON up.id = path.parent_id
+    SELECT up.id, up.parent_id
+    FROM path
+    CROSS JOIN LATERAL (
+        SELECT p.id, p.parent_id FROM tasks AS p WHERE p.id = path.parent_id OFFSET 0
+    ) AS up
 )
 SELECT m.user_id
-FROM task_members AS m
-WHERE m.task_id = any(ARRAY(SELECT id FROM path))
+FROM path
+CROSS JOIN LATERAL (
+    SELECT g.user_id FROM task_members AS g WHERE g.task_id = path.id OFFSET 0
+) AS m
 UNION
 SELECT e.user_id FROM tasks AS t JOIN events AS e ON e.id = t.event_id WHERE t.id = :task_id;
 

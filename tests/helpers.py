@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -423,9 +424,19 @@ async def assert_uses_index(
 
     query = Queries()[name]
     statement = await conn.prepare(query.sql)
-    plan = str(await statement.explain(*query.args(params)))
-    assert index in plan, (name, plan)
-    assert f"Seq Scan on {table}" not in plan, (name, plan)
+    plan = await statement.explain(*query.args(params))  # EXPLAIN (FORMAT JSON, VERBOSE)
+    nodes = list(plan_nodes(plan[0]["Plan"]))
+    shape = [(n["Node Type"], n.get("Relation Name"), n.get("Index Name")) for n in nodes]
+    assert index in {n.get("Index Name") for n in nodes}, (name, shape)
+    scanned = {n.get("Relation Name") for n in nodes if n["Node Type"] == "Seq Scan"}
+    assert table not in scanned, (name, shape)
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every node of a JSON plan, ``node`` first (subplans and CTEs are children too)."""
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
 
 
 async def create_event(client: Any, user: dict[str, Any], title: str = "Offsite") -> dict[str, Any]:

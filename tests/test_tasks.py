@@ -199,6 +199,23 @@ async def test_the_duration_rule_on_create_update_move_and_shrink(
     assert (await get(client, f"/tasks/{t['mid']['id']}", owner))["parent_id"] == t["root"]["id"]
 
 
+async def test_a_created_task_answers_as_its_get_does_for_each_creator(
+    client: Any, task_tree: TaskTree
+) -> None:
+    # The POST's body comes from the INSERT itself (issue 10): it must be what a GET of the
+    # new task then shows its creator, whoever created it and however deep.
+    for creator, parent in (("owner", None), ("owner", "root"), ("inherited", "mid"),
+                            ("maintainer", "leaf")):  # fmt: skip
+        user = task_tree.users[creator]
+        parent_id = task_tree.tasks[parent]["id"] if parent else None
+        made = await create_task(client, user, task_tree.event_id, 5, parent_id, title="New")
+        assert made == await get(client, f"/tasks/{made['id']}", user)
+        assert (made["my_role"], made["allocated_minutes"], made["minutes_free"]) == (
+            "maintainer", 0, 5,
+        )  # fmt: skip
+        assert (made["parent_id"], made["created_by"]) == (parent_id, user["id"])
+
+
 async def test_ten_racing_subtask_creates_only_those_that_fit_succeed(
     client: Any, task_tree: TaskTree
 ) -> None:
@@ -517,6 +534,20 @@ async def test_a_task_in_an_unseen_event_is_404(client: Any, task_tree: TaskTree
 
 
 async def test_the_tree_queries_use_their_indexes_on_a_large_tree(database_url: str) -> None:
+    # 200 events x 341 tasks (68,200 in all).
+    await assert_tree_plans(database_url, events_count=200)
+
+
+async def test_the_tree_queries_use_their_indexes_on_a_small_tree(database_url: str) -> None:
+    # 3 events x 341 tasks (1,023 in all): the size at which the planner, left to
+    # its estimates, hash-joined every step of a walk over a seq scan of tasks (issue 10).
+    await assert_tree_plans(database_url, events_count=3)
+
+
+async def assert_tree_plans(database_url: str, events_count: int) -> None:
+    """Every tree statement reads its indexes and never scans tasks or task_members whole,
+    on a forest of ``events_count`` events of 341 tasks 5 levels deep, each owned by one of
+    200 users, after ANALYZE."""
     conn = await asyncpg.connect(database_url)
     try:
         users = [
@@ -531,10 +562,10 @@ async def test_the_tree_queries_use_their_indexes_on_a_large_tree(database_url: 
             for r in await conn.fetch(
                 "INSERT INTO events (user_id, title, start_date, end_date) "
                 "SELECT u, 'e', now(), now() FROM unnest($1::uuid[]) AS u RETURNING id",
-                users,
+                users[:events_count],
             )
         ]
-        # 200 events x 5 levels: 1 + 4 + 16 + 64 + 256 = 341 tasks each (68,200 in all).
+        # Each event 5 levels: 1 + 4 + 16 + 64 + 256 = 341 tasks.
         level = await conn.fetch(
             "INSERT INTO tasks (event_id, title, duration_minutes) "
             "SELECT e, 'root', 525600 FROM unnest($1::uuid[]) AS e "
@@ -552,17 +583,23 @@ async def test_the_tree_queries_use_their_indexes_on_a_large_tree(database_url: 
                 [r["event_id"] for r in level],
             )
             tasks += level
+        # As POST /tasks leaves them: the creator (here the event's owner) a maintainer of
+        # every task; and every 7th task shared with a user.
+        await conn.execute(
+            "INSERT INTO task_members (task_id, user_id, role) "
+            "SELECT t.id, e.user_id, 'maintainer' FROM tasks t JOIN events e ON e.id = t.event_id"
+        )
         await conn.execute(
             "INSERT INTO task_members (task_id, user_id, role) "
             "SELECT t, u, 'collaborator' FROM unnest($1::uuid[]) WITH ORDINALITY AS x (t, n) "
             "JOIN unnest($2::uuid[]) WITH ORDINALITY AS y (u, m) ON y.m = x.n % 200 + 1 "
-            "WHERE x.n % 7 = 0",
+            "WHERE x.n % 7 = 0 ON CONFLICT DO NOTHING",
             [r["id"] for r in tasks],
             users,
         )
         await conn.execute("ANALYZE")
-        deep, member = tasks[-1]["id"], users[3]
-        event = events[3]
+        deep, member = tasks[-1]["id"], users[-1]  # not the owner of event
+        event = events[1]
         mid = await conn.fetchval(
             "SELECT task_id FROM task_members m JOIN tasks t ON t.id = m.task_id "
             "WHERE m.user_id = $1 AND t.event_id = $2 LIMIT 1",
@@ -598,6 +635,18 @@ async def test_the_tree_queries_use_their_indexes_on_a_large_tree(database_url: 
                 "task_members_pkey",
             ),
             ("tasks.list_task_member_ids", {"task_id": deep}, "task_members_pkey"),
+            (
+                "tasks.insert_task",  # EXPLAIN without ANALYZE: nothing is inserted
+                {
+                    "event_id": event,
+                    "parent_id": deep,
+                    "title": "t",
+                    "description": "",
+                    "duration_minutes": 1,
+                    "created_by": member,
+                },
+                "task_members_pkey",
+            ),
             (
                 "tasks.task_is_in_subtree",
                 {"task_id": mid or deep, "candidate_id": deep},

@@ -30,8 +30,9 @@ class TasksRepository:
     async def create(
         self, event_id: uuid.UUID, parent_id: uuid.UUID | None, creator_id: uuid.UUID,
         fields: dict[str, Any],
-    ) -> uuid.UUID:  # fmt: skip
-        """A new task, its creator made a maintainer of it; returns its id."""
+    ) -> tuple[Task, set[uuid.UUID]]:  # fmt: skip
+        """A new task, its creator made a maintainer of it: the task as the creator sees it,
+        and every user a role reaches it by (``member_ids``), from the one INSERT."""
         row = await self.db.one(
             "tasks.insert_task",
             event_id=event_id,
@@ -42,8 +43,7 @@ class TasksRepository:
             created_by=creator_id,
         )
         assert row is not None
-        task_id: uuid.UUID = row["id"]
-        return task_id
+        return Task.from_row(row), set(row["member_ids"])
 
     async def update(self, task_id: uuid.UUID, changes: dict[str, Any], *, move: bool) -> None:
         """A partial update; with ``move`` the parent becomes ``changes["parent_id"]``."""

@@ -99,7 +99,10 @@ def _notice(task: Task, action: str, actor_id: uuid.UUID) -> dict[str, Any]:
 
 async def do_create_task(work: Work, caller_id: uuid.UUID, fields: dict[str, Any]) -> Task:
     """A top-level task (the event's owner) or a subtask (a maintainer of the parent, under
-    the parent's lock, within its free minutes); the creator becomes a maintainer of it."""
+    the parent's lock, within its free minutes); the creator becomes a maintainer of it. The
+    INSERT returns the task as the creator sees it and its members: BEGIN, the parent's lock,
+    its access read, the INSERT, the notifications (when anyone but the creator is reached)
+    and COMMIT."""
     tasks = TasksRepository(work.tx)
     event_id, parent_id = fields["event_id"], fields.get("parent_id")
     if parent_id is None:
@@ -111,12 +114,8 @@ async def do_create_task(work: Work, caller_id: uuid.UUID, fields: dict[str, Any
         same_event(parent, event_id)
         if fields["duration_minutes"] > parent.minutes_free:
             raise too_long(parent.id, parent.minutes_free)
-    task_id = await tasks.create(event_id, parent_id, caller_id, fields)
-    task = await _current(work.tx, task_id, caller_id)
-    await work.notify(
-        await tasks.member_ids(task_id), TASK_UPDATE, _notice(task, "created", caller_id),
-        actor_id=caller_id,
-    )  # fmt: skip
+    task, members = await tasks.create(event_id, parent_id, caller_id, fields)
+    await work.notify(members, TASK_UPDATE, _notice(task, "created", caller_id), actor_id=caller_id)
     return task
 
 
