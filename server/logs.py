@@ -44,12 +44,13 @@ def _spelled_any_way(name: str) -> str:
 
 
 # A secret query parameter after "?", "&" or ";" (or their percent-encodings), then "=" or
-# %3D, then the value up to the next separator, blank, quote or backslash (as in the repr of
-# a raw request line). Over-redacting is fine.
+# %3D and any quotes, brackets or backslashes a client pasted the value in (kept), then the
+# value up to the next separator, blank, quote or backslash (as in the repr of a raw request
+# line). Over-redacting is fine.
 _QUERY_SECRET = re.compile(
     r"(?P<keep>(?:[?&;]|%3f|%26|%3b)"
     rf"(?:{'|'.join(_spelled_any_way(name) for name in SECRET_PARAMETERS)})"
-    r"(?:=|%3d))[^&;\s'\"\\<>]+",
+    r"(?:=|%3d)['\"\\<>]*)[^&;\s'\"\\<>]+",
     re.IGNORECASE,
 )
 # An Authorization header quoted with its value ("Authorization: x", "'Authorization': 'x'"),

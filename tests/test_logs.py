@@ -29,6 +29,7 @@ from aiohttp.http_exceptions import (
 
 from server.embedded import free_port
 from server.logs import RedactSecrets, redact
+from server.middleware import redact_query
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -358,3 +359,20 @@ def test_a_method_that_is_no_method_is_logged_and_counted_as_other() -> None:
 
     assert known_method("GET") == "GET" and known_method("PATCH") == "PATCH"
     assert known_method("JFCBYQSM9RKKMVLG3DU8VD5NVXSR198XWENEEQD_IUQ") == "OTHER"
+
+
+def test_a_secret_query_value_in_quotes_or_brackets_is_redacted() -> None:
+    """A token pasted with its quotes (curl '...?access_token="<token>"' typed by hand) or
+    in angle brackets is refused as malformed, but it is still the user's token: the access
+    log's query (middleware.redact_query, the raw query string) must not carry it. Found by
+    the issue-12 review: a value starting with a quote or bracket was kept whole."""
+    token = "a" * 20 + "SECRETtoken" + "b" * 12
+    for raw in (
+        f"access_token='{token}'",
+        f'access_token="{token}"',
+        f"x=1&access_token=<{token}>",
+        f"token=\\{token}",
+        f"password='{token}",
+    ):
+        logged = redact_query(raw)
+        assert token not in logged and "***" in logged, (raw, logged)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import string
+import tracemalloc
 import uuid
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from server.stories.snapshots import SnapshotCache
+from server.stories.lines import split_lines
+from server.stories.snapshots import SnapshotCache, size_of
 
 from .conftest import TaskTree
 from .helpers import (
@@ -781,14 +783,34 @@ async def test_story_statements_use_their_indexes_on_100_000_revisions(
 
 
 def test_the_snapshot_cache_holds_at_most_its_bound_least_recently_used_out_first() -> None:
-    cache = SnapshotCache(max_characters=10)
+    line = size_of(["abcd\n"])  # the memory one line of 5 characters takes
+    cache = SnapshotCache(2 * line + line // 2)
     one, two = uuid.uuid4(), uuid.uuid4()
-    cache.put(one, 1, ["abcd\n"])  # 5 characters
+    cache.put(one, 1, ["abcd\n"])
     cache.put(two, 1, ["efgh\n"])
     assert cache.held(one) == {1: ("abcd\n",)}  # used: now the most recent
-    cache.put(two, 101, ["ij\n"])  # 13 > 10: two's revision 1, least recently used, goes
-    assert cache.held(two) == {101: ("ij\n",)}
+    cache.put(two, 101, ["ijkl\n"])  # three lines do not fit: two's revision 1, least
+    assert cache.held(two) == {101: ("ijkl\n",)}  # recently used, goes
     assert cache.held(one) == {1: ("abcd\n",)}
-    assert cache.characters == 8
-    cache.put(one, 7, ["x" * 11])  # larger than the whole cache: not kept
-    assert cache.held(one) == {1: ("abcd\n",)} and cache.characters == 8
+    assert cache.bytes == 2 * line
+    cache.put(one, 7, ["x" * (3 * line)])  # larger than the whole cache: not kept
+    assert cache.held(one) == {1: ("abcd\n",)} and cache.bytes == 2 * line
+
+
+def test_the_snapshot_cache_bound_holds_for_a_story_of_short_lines() -> None:
+    """The bound is the memory the cache takes, whatever the lines: a story of 2-character
+    lines takes some 30 times its characters as str objects (found by the issue-12 review: the
+    bound counted characters, so a cache of "32 Mi" held about 1 GB of such lines)."""
+    bound = 1024 * 1024
+    tracemalloc.start()
+    try:
+        cache = SnapshotCache(bound)
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(10):  # each 40,000 characters in 20,000 lines
+            text = "".join(f"{j % 10}\n" for j in range(20_000))
+            cache.put(uuid.uuid4(), 1, split_lines(text))
+        del text
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert taken <= bound * 1.1, f"{taken} bytes held by a cache bounded at {bound}"

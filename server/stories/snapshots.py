@@ -5,21 +5,32 @@ story's id is never reused, so a cached snapshot is never stale: a deleted story
 are unreachable (its access check answers 404 first) and age out. Rebuilding a revision from
 a cached snapshot spares fetching up to 512 KiB from PostgreSQL (TOAST) and splitting it into
 lines; list_revision_chain is told which snapshots are cached and leaves their content out.
-Bounded by the characters held (least recently used out first).
+Bounded by the memory its lines take (least recently used out first): each line is a str
+object of its own, about 50 bytes before its first character (and up to 4 bytes a character),
+so a story of short lines takes many times its characters; counting characters let a cache
+"of 32 Mi characters" hold 1 GB of two-character lines.
 """
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 
-MAX_CHARACTERS = 32 * 1024 * 1024  # about 320 snapshots of 100 KiB
+MAX_BYTES = 64 * 1024 * 1024  # about 300 snapshots of 100 KiB in lines of 60 characters
+SLOT_BYTES = 8  # the pointer to a line in the snapshot's tuple
+
+
+def size_of(lines: Sequence[str]) -> int:
+    """The bytes the snapshot's lines take in memory: each str object and its slot."""
+    return sum(map(sys.getsizeof, lines)) + SLOT_BYTES * len(lines)
 
 
 class SnapshotCache:
-    def __init__(self, max_characters: int = MAX_CHARACTERS) -> None:
-        self.max_characters = max_characters
-        self.characters = 0
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._lines: OrderedDict[tuple[uuid.UUID, int], tuple[str, ...]] = OrderedDict()
         self._by_story: dict[uuid.UUID, set[int]] = {}
 
@@ -34,16 +45,16 @@ class SnapshotCache:
         return found
 
     def put(self, story_id: uuid.UUID, revision: int, lines: list[str]) -> None:
-        size = sum(map(len, lines))
+        size = size_of(lines)
         key = (story_id, revision)
-        if size > self.max_characters or key in self._lines:
+        if size > self.max_bytes or key in self._lines:
             return
         self._lines[key] = tuple(lines)
         self._by_story.setdefault(story_id, set()).add(revision)
-        self.characters += size
-        while self.characters > self.max_characters:
+        self.bytes += size
+        while self.bytes > self.max_bytes:
             (old_story, old_revision), old = self._lines.popitem(last=False)
-            self.characters -= sum(map(len, old))
+            self.bytes -= size_of(old)
             revisions = self._by_story[old_story]
             revisions.discard(old_revision)
             if not revisions:
