@@ -62,7 +62,10 @@ SELECT
 -- or after :cutoff, at most :batch_size per call. created_at is when a transaction started and
 -- ids follow commit order, so they can disagree; cutting by id keeps the kept ids one
 -- contiguous range (a resuming client never skips a hole without a reset). Reads the low end
--- of feed_values_pkey; called in a loop until it deletes fewer than :batch_size.
+-- of feed_values_pkey; called in a loop until it deletes fewer than :batch_size. The doomed
+-- ids go to the DELETE as one array (= ANY), so each is probed in feed_values_pkey: as an
+-- IN (subquery) the planner may hash-join a batch of 10,000 over a seq scan of the table
+-- (PostgreSQL 18 did, on 100,000 rows).
 WITH head AS (
     SELECT id, created_at
     FROM feed_values
@@ -70,10 +73,10 @@ WITH head AS (
     LIMIT :batch_size
 )
 DELETE FROM feed_values
-WHERE id IN (
+WHERE id = any(array(
     SELECT id
     FROM head
     WHERE id < coalesce(
         (SELECT min(id) FROM head WHERE created_at >= :cutoff), 9223372036854775807
     )
-);
+));
