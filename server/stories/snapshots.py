@@ -31,7 +31,8 @@ class SnapshotCache:
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._lines: OrderedDict[tuple[uuid.UUID, int], tuple[str, ...]] = OrderedDict()
+        # (story, revision) -> (the snapshot's lines, the bytes size_of counted for them)
+        self._lines: OrderedDict[tuple[uuid.UUID, int], tuple[tuple[str, ...], int]] = OrderedDict()
         self._by_story: dict[uuid.UUID, set[int]] = {}
 
     def held(self, story_id: uuid.UUID) -> dict[int, tuple[str, ...]]:
@@ -40,7 +41,7 @@ class SnapshotCache:
         found = {}
         for revision in self._by_story.get(story_id, ()):
             key = (story_id, revision)
-            found[revision] = self._lines[key]
+            found[revision] = self._lines[key][0]
             self._lines.move_to_end(key)
         return found
 
@@ -49,12 +50,12 @@ class SnapshotCache:
         key = (story_id, revision)
         if size > self.max_bytes or key in self._lines:
             return
-        self._lines[key] = tuple(lines)
+        self._lines[key] = (tuple(lines), size)
         self._by_story.setdefault(story_id, set()).add(revision)
         self.bytes += size
         while self.bytes > self.max_bytes:
-            (old_story, old_revision), old = self._lines.popitem(last=False)
-            self.bytes -= size_of(old)
+            (old_story, old_revision), (_, old_size) = self._lines.popitem(last=False)
+            self.bytes -= old_size
             revisions = self._by_story[old_story]
             revisions.discard(old_revision)
             if not revisions:
