@@ -9,6 +9,12 @@
 -- work table as a parameterized index scan. Without it the plan depends on table size: the
 -- planner guesses ~10 rows per recursion step, and against a small table (1,000 tasks) it picks
 -- a hash join over a seq scan of tasks at every step (issue 10).
+-- Page bodies: the two statements behind GET /events/{id}/tasks return each task as the JSON
+-- body API.md gives it (server/tasks/schemas.py task_json writes the same body for one task),
+-- built by row_to_json, so the service sends a page of 200 tasks without decoding and encoding
+-- 2,800 values (5 service CPU ms a page before). Timestamps as the service writes them: UTC,
+-- "2024-01-15T10:00:00Z", with ".ffffff" (6 digits) only when there is a fraction of a second.
+-- tests/test_tasks.py checks every listed body against GET /tasks/{id}.
 
 -- name: get_task_access :one
 -- One task with everything an access decision and its body need, in one statement: the
@@ -140,27 +146,44 @@ SELECT EXISTS (SELECT 1 FROM up WHERE id = :task_id);
 
 -- name: list_event_tasks_as_owner :many
 -- One page of every task of an event, for its owner (GET /events/{id}/tasks), by id after
--- :after_id (the nil UUID for the first page). The owner is maintainer of every task: a range
--- on tasks_event_id_id_key in id order; the rollup per row is index-only on
--- tasks_parent_id_idx.
-SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
-    t.completed, t.completed_at, t.created_by, t.created_at, t.updated_at,
-    'maintainer' AS my_role,
-    (SELECT coalesce(sum(c.duration_minutes), 0) FROM tasks AS c WHERE c.parent_id = t.id)
-        AS allocated_minutes
+-- :after_id (the nil UUID for the first page), each row its task's API body rendered here (see
+-- "Page bodies" above). The owner is maintainer of every task: a range on
+-- tasks_event_id_id_key in id order; the rollup per row is index-only on tasks_parent_id_idx.
+SELECT t.id, row_to_json(body)::text AS body
 FROM tasks AS t
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(c.duration_minutes), 0) AS minutes FROM tasks AS c WHERE c.parent_id = t.id
+) AS allocated
+CROSS JOIN LATERAL (
+    SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
+        allocated.minutes AS allocated_minutes,
+        t.duration_minutes - allocated.minutes AS minutes_free,
+        t.completed,
+        to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN date_trunc('second', t.completed_at) = t.completed_at THEN 'Z'
+                ELSE to_char(t.completed_at, '.US"Z"') END AS completed_at,
+        t.created_by,
+        'maintainer' AS my_role,
+        to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN date_trunc('second', t.created_at) = t.created_at THEN 'Z'
+                ELSE to_char(t.created_at, '.US"Z"') END AS created_at,
+        to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN date_trunc('second', t.updated_at) = t.updated_at THEN 'Z'
+                ELSE to_char(t.updated_at, '.US"Z"') END AS updated_at
+) AS body
 WHERE t.event_id = :event_id AND t.id > :after_id
 ORDER BY t.id
 LIMIT :max_rows;
 
 -- name: list_event_tasks_as_member :many
 -- One page of the tasks of an event that a member (not the owner) can see, by id after
--- :after_id: the subtrees of the tasks the caller holds a role on, each task with the highest
--- role reaching it. Driven by what the caller sees, not by the event's size: the roots from
+-- :after_id, each row its task's API body rendered here (see "Page bodies" above): the
+-- subtrees of the tasks the caller holds a role on, each task with the highest role reaching
+-- it. Driven by what the caller sees, not by the event's size: the roots from
 -- task_members_user_id_idx (their event checked by one probe each, fenced: index-only on
--- tasks_event_id_id_key (event_id, id), or tasks_pkey), walked
--- down one tasks_parent_id_idx range a step (fenced), the page's rows one tasks_pkey probe
--- each (fenced); the rollup per row is index-only on tasks_parent_id_idx.
+-- tasks_event_id_id_key (event_id, id), or tasks_pkey), walked down one tasks_parent_id_idx
+-- range a step (fenced), the page's rows one tasks_pkey probe each (fenced); the rollup per
+-- row is index-only on tasks_parent_id_idx.
 WITH RECURSIVE reached (id, rank) AS (
     SELECT m.task_id, CASE m.role WHEN 'maintainer' THEN 2 ELSE 1 END
     FROM task_members AS m
@@ -179,17 +202,33 @@ WITH RECURSIVE reached (id, rank) AS (
 ), page AS (
     SELECT id, rank FROM visible WHERE id > :after_id ORDER BY id LIMIT :max_rows
 )
-SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
-    t.completed, t.completed_at, t.created_by, t.created_at, t.updated_at,
-    CASE WHEN p.rank = 2 THEN 'maintainer' ELSE 'collaborator' END AS my_role,
-    (SELECT coalesce(sum(c.duration_minutes), 0) FROM tasks AS c WHERE c.parent_id = t.id)
-        AS allocated_minutes
+SELECT t.id, row_to_json(body)::text AS body
 FROM page AS p
 CROSS JOIN LATERAL (
     SELECT r.id, r.event_id, r.parent_id, r.title, r.description, r.duration_minutes,
         r.completed, r.completed_at, r.created_by, r.created_at, r.updated_at
     FROM tasks AS r WHERE r.id = p.id OFFSET 0
 ) AS t
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(c.duration_minutes), 0) AS minutes FROM tasks AS c WHERE c.parent_id = t.id
+) AS allocated
+CROSS JOIN LATERAL (
+    SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
+        allocated.minutes AS allocated_minutes,
+        t.duration_minutes - allocated.minutes AS minutes_free,
+        t.completed,
+        to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN date_trunc('second', t.completed_at) = t.completed_at THEN 'Z'
+                ELSE to_char(t.completed_at, '.US"Z"') END AS completed_at,
+        t.created_by,
+        CASE WHEN p.rank = 2 THEN 'maintainer' ELSE 'collaborator' END AS my_role,
+        to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN date_trunc('second', t.created_at) = t.created_at THEN 'Z'
+                ELSE to_char(t.created_at, '.US"Z"') END AS created_at,
+        to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            || CASE WHEN date_trunc('second', t.updated_at) = t.updated_at THEN 'Z'
+                ELSE to_char(t.updated_at, '.US"Z"') END AS updated_at
+) AS body
 ORDER BY t.id;
 
 -- name: list_task_collaborators :many

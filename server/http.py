@@ -181,6 +181,17 @@ def page_of(
     return page([item(r) for r in shown], limit, position(shown[-1]) if more else None)
 
 
+def rendered_page_response(
+    bodies: Sequence[str], limit: int, position: Mapping[str, Any] | None
+) -> web.Response:
+    """A page (as ``page``) whose items are JSON objects rendered elsewhere (by the
+    database), joined as they are: ``bodies`` holds at most ``limit`` of them, and
+    ``position`` the last one's when more follow."""
+    cursor = orjson.dumps(encode_cursor(position) if position else None).decode()
+    text = '{"items":[' + ",".join(bodies) + '],"next":' + cursor + "}"
+    return web.Response(body=text.encode(), content_type="application/json")
+
+
 def path_uuid(request: web.Request, name: str) -> uuid.UUID:
     """A path id; one that is not a well-formed UUID is 404, like an unknown one."""
     raw = request.match_info[name]

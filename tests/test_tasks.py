@@ -297,6 +297,63 @@ async def test_rollups_follow_every_change(client: Any, task_tree: TaskTree) -> 
     assert (mid["allocated_minutes"], mid["minutes_free"]) == (90, 210)
 
 
+async def test_every_listed_task_is_its_get_body_for_every_reader(
+    client: Any, task_tree: TaskTree, database_url: str
+) -> None:
+    # The pages are rendered by PostgreSQL, the single task by the service (issue 10): the two
+    # must agree value for value and key for key, for the owner's statement and the member's,
+    # with odd text, a completed task and timestamps with and without a fraction of a second.
+    owner, t = task_tree.users["owner"], task_tree.tasks
+    odd = 'Quote " backslash \\ tab\t new\nline \u00e9\u4e2d\U0001f600 \u2028 <@x> \x01'
+    put = await client.put(
+        f"/tasks/{t['leaf']['id']}", json={"description": odd}, headers=owner["headers"]
+    )
+    assert put.status == 200, await put.text()
+    done = await client.patch(
+        f"/tasks/{t['mid']['id']}/completion", json={"completed": True}, headers=owner["headers"]
+    )
+    assert done.status == 200, await done.text()
+    conn = await asyncpg.connect(database_url)
+    try:  # a whole second, a fraction with trailing zeros, one microsecond
+        await conn.execute(
+            "UPDATE tasks SET created_at = '2024-01-15 10:00:00+00', "
+            "updated_at = '2024-01-15 10:00:00.12+00' WHERE id = $1",
+            uuid.UUID(t["leaf"]["id"]),
+        )
+        await conn.execute(
+            "UPDATE tasks SET completed_at = '2024-02-29 23:59:59.000001+00' WHERE id = $1",
+            uuid.UUID(t["mid"]["id"]),
+        )
+    finally:
+        await conn.close()
+    for reader in ("owner", "inherited", "collaborator", "maintainer"):
+        user = task_tree.users[reader]
+        cursor, listed = "", []
+        while True:
+            response = await client.get(
+                f"/events/{task_tree.event_id}/tasks?limit=1&cursor={cursor}",
+                headers=user["headers"],
+            )
+            assert response.status == 200, await response.text()
+            assert response.content_type == "application/json"
+            page = await response.json()
+            listed += page["items"]
+            if page["next"] is None:
+                break
+            cursor = page["next"]
+        assert listed, reader
+        for item in listed:
+            alone = await get(client, f"/tasks/{item['id']}", user)
+            assert item == alone, reader
+            assert list(item) == list(alone), reader  # the same keys in the same order
+    leaf = await get(client, f"/tasks/{t['leaf']['id']}", owner)
+    assert (leaf["description"], leaf["created_at"], leaf["updated_at"]) == (
+        odd, "2024-01-15T10:00:00Z", "2024-01-15T10:00:00.120000Z",
+    )  # fmt: skip
+    mid = await get(client, f"/tasks/{t['mid']['id']}", owner)
+    assert (mid["completed"], mid["completed_at"]) == (True, "2024-02-29T23:59:59.000001Z")
+
+
 async def test_cycles_are_refused(client: Any, task_tree: TaskTree) -> None:
     owner, t = task_tree.users["owner"], task_tree.tasks
     for target in ("leaf", "mid", "root"):

@@ -16,6 +16,7 @@ from ..http import (
     page_of,
     path_uuid,
     read_body,
+    rendered_page_response,
 )
 from ..openapi import PAGE_QUERY, endpoint
 from ..work import writing_for
@@ -34,7 +35,6 @@ from .schemas import (
     collaborator_position,
     membership_json,
     task_json,
-    task_position,
 )
 
 _create = CreateTaskSchema()
@@ -172,7 +172,9 @@ async def list_event_tasks(request: web.Request) -> web.Response:
     after = _after(request, "id")
     db = request.app[keys.db_key]
     found = await service.list_event_tasks(db, caller(request).id, event_id, after, limit + 1)
-    return json_response(page_of(found, limit, task_json, task_position))
+    shown = found[:limit]
+    more = {"id": str(shown[-1].id)} if len(found) > limit else None
+    return rendered_page_response([t.body for t in shown], limit, more)
 
 
 def _after(request: web.Request, key: str) -> uuid.UUID | None:

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from ..db import Runner
-from .models import Collaborator, Membership, Task, TaskAccess
+from .models import Collaborator, Membership, RenderedTask, Task, TaskAccess
 
 FIRST = uuid.UUID(int=0)  # keyset position before every id
 
@@ -79,9 +79,9 @@ class TasksRepository:
         limit: int,
         *,
         as_owner: bool,
-    ) -> list[Task]:
-        """A page of the event's tasks the caller sees: all of them for the owner, the
-        subtrees of the caller's roles for anyone else (one statement each)."""
+    ) -> list[RenderedTask]:
+        """A page of the event's tasks the caller sees, as their API bodies: all of them for
+        the owner, the subtrees of the caller's roles for anyone else (one statement each)."""
         if as_owner:
             rows = await self.db.many(
                 "tasks.list_event_tasks_as_owner",
@@ -97,7 +97,7 @@ class TasksRepository:
                 after_id=after or FIRST,
                 max_rows=limit,
             )
-        return [Task.from_row(r) for r in rows]
+        return [RenderedTask.from_row(r) for r in rows]
 
     async def collaborators(
         self, task_id: uuid.UUID, after: uuid.UUID | None, limit: int

@@ -146,10 +146,6 @@ def task_json(task: Task) -> dict[str, Any]:
     }
 
 
-def task_position(task: Task) -> dict[str, str]:
-    return {"id": str(task.id)}
-
-
 def membership_json(m: Membership) -> dict[str, Any]:
     return {
         "task_id": str(m.task_id),

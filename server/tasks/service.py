@@ -30,7 +30,7 @@ from ..policy import (
     task_decision,
 )
 from ..work import Work
-from .models import Collaborator, Membership, Task, TaskAccess
+from .models import Collaborator, Membership, RenderedTask, Task, TaskAccess
 from .repository import TasksRepository
 
 TASK_UPDATE = "task_update"
@@ -228,8 +228,9 @@ async def get_task(db: Runner, caller_id: uuid.UUID, task_id: uuid.UUID) -> Task
 
 async def list_event_tasks(
     db: Runner, caller_id: uuid.UUID, event_id: uuid.UUID, after: uuid.UUID | None, limit: int
-) -> list[Task]:
-    """``limit`` of the event's tasks that the caller can see, by id after ``after``."""
+) -> list[RenderedTask]:
+    """``limit`` of the event's tasks that the caller can see, by id after ``after``, as
+    their API bodies."""
     event = await access_event(db, caller_id, event_id, Action.LIST_TASKS)
     return await TasksRepository(db).list_visible(
         event.id, caller_id, after, limit, as_owner=event.user_id == caller_id
