@@ -159,17 +159,20 @@ CROSS JOIN LATERAL (
         allocated.minutes AS allocated_minutes,
         t.duration_minutes - allocated.minutes AS minutes_free,
         t.completed,
-        to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-            || CASE WHEN date_trunc('second', t.completed_at) = t.completed_at THEN 'Z'
-                ELSE to_char(t.completed_at, '.US"Z"') END AS completed_at,
+        CASE WHEN date_trunc('second', t.completed_at) = t.completed_at
+            THEN to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            ELSE to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
+            AS completed_at,
         t.created_by,
         'maintainer' AS my_role,
-        to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-            || CASE WHEN date_trunc('second', t.created_at) = t.created_at THEN 'Z'
-                ELSE to_char(t.created_at, '.US"Z"') END AS created_at,
-        to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-            || CASE WHEN date_trunc('second', t.updated_at) = t.updated_at THEN 'Z'
-                ELSE to_char(t.updated_at, '.US"Z"') END AS updated_at
+        CASE WHEN date_trunc('second', t.created_at) = t.created_at
+            THEN to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            ELSE to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
+            AS created_at,
+        CASE WHEN date_trunc('second', t.updated_at) = t.updated_at
+            THEN to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            ELSE to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
+            AS updated_at
 ) AS body
 WHERE t.event_id = :event_id AND t.id > :after_id
 ORDER BY t.id
@@ -217,17 +220,20 @@ CROSS JOIN LATERAL (
         allocated.minutes AS allocated_minutes,
         t.duration_minutes - allocated.minutes AS minutes_free,
         t.completed,
-        to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-            || CASE WHEN date_trunc('second', t.completed_at) = t.completed_at THEN 'Z'
-                ELSE to_char(t.completed_at, '.US"Z"') END AS completed_at,
+        CASE WHEN date_trunc('second', t.completed_at) = t.completed_at
+            THEN to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            ELSE to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
+            AS completed_at,
         t.created_by,
         CASE WHEN p.rank = 2 THEN 'maintainer' ELSE 'collaborator' END AS my_role,
-        to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-            || CASE WHEN date_trunc('second', t.created_at) = t.created_at THEN 'Z'
-                ELSE to_char(t.created_at, '.US"Z"') END AS created_at,
-        to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-            || CASE WHEN date_trunc('second', t.updated_at) = t.updated_at THEN 'Z'
-                ELSE to_char(t.updated_at, '.US"Z"') END AS updated_at
+        CASE WHEN date_trunc('second', t.created_at) = t.created_at
+            THEN to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            ELSE to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
+            AS created_at,
+        CASE WHEN date_trunc('second', t.updated_at) = t.updated_at
+            THEN to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            ELSE to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
+            AS updated_at
 ) AS body
 ORDER BY t.id;
 
