@@ -10,9 +10,10 @@ task (POST /tasks/{id}/collaborators). Then, each phase bounded by --seconds at 
 clients: GET /events/{id} as the owner (the reference); GET /events/{id}/tasks?limit=200 as
 the owner (5 full pages per walk) and as the collaborator (its subtree: one page), each client
 following `next` to the end and starting over; GET /tasks/{id} of a level-5 task inside the
-collaborator's subtree, as the owner and as the collaborator; POST /tasks of one-minute
-subtasks, each client under its own level-4 parent (16 parents), then all under one level-4
-parent. The parents were given room for them (the duration rule).
+collaborator's subtree, as the owner and as the collaborator; POST /events (one INSERT in
+its own implicit transaction: what the cheapest create costs on this machine, for scale);
+POST /tasks of one-minute subtasks, each client under its own level-4 parent (16 parents),
+then all under one level-4 parent. The parents were given room for them (the duration rule).
 
 A list "read" is one page request: its rate is pages/s, comparable request for request with
 GET /events/{id}; a walk of the whole list is also shown (walks/s); the owner's walk also
@@ -317,6 +318,15 @@ async def walk_once(url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
     return items
 
 
+def post_step(url: str, body: dict[str, Any]) -> Step:
+    async def step(session: aiohttp.ClientSession, index: int) -> bool:
+        async with session.post(url, json=body) as response:
+            await response.read()
+            return response.status == 201
+
+    return step
+
+
 def create_step(url: str, event_id: str, parents: list[str]) -> Step:
     async def step(session: aiohttp.ClientSession, index: int) -> bool:
         body = {
@@ -515,6 +525,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 profiles[key] = read_profile(*spy)
         spread = [ids[t] for t in tree.spread]
         creates = [
+            ("create_event", "POST /events (one INSERT, no transaction: the cheapest create "
+             "the service has)", []),
             ("create_spread", f"POST /tasks, {CREATE_CLIENTS} clients under "
              f"{CREATE_CLIENTS} level-4 parents", spread),
             ("create_one", f"POST /tasks, {CREATE_CLIENTS} clients under one level-4 parent",
@@ -522,7 +534,11 @@ async def main_async(args: argparse.Namespace) -> None:
         ]  # fmt: skip
         for key, label, parents in creates:
             say(label)
-            step = create_step(base + "/tasks", event_id, parents)
+            step = (
+                create_step(base + "/tasks", event_id, parents)
+                if parents
+                else post_step(base + "/events", EVENT_BODY)
+            )
             spy = start_profile(pid, args.seconds) if args.profile else None
             results[key] = await timed_loop(CREATE_CLIENTS, args.seconds, step, owner, pid)
             show(results[key])
@@ -540,6 +556,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     targets["create_spread"] = (">= 1,000/s, p99 < 40 ms", spread_ok)
     targets["create_one"] = ("none (reported)", None)
+    targets["create_event"] = ("none (what a create costs at least)", None)
     print()
     print(
         f"| measure ({args.clients} clients, {args.seconds:.0f} s each) | requests/s | p50 (ms) "
