@@ -355,10 +355,10 @@ def plan_params(name: str, ids: dict[str, Any]) -> list[tuple[str, dict[str, Any
         "tasks.task_is_in_subtree": [
             ("level-5 task under its level-3 ancestor", {"task_id": mid, "candidate_id": deep}),
         ],
-        "tasks.list_event_tasks_as_owner": [
+        "tasks.list_event_tasks_if_owner": [
             (
                 "first page of 200, owner",
-                {"event_id": event, "after_id": first, "max_rows": PAGE + 1},
+                {"event_id": event, "caller_id": owner, "after_id": first, "max_rows": PAGE + 1},
             ),
         ],
         "tasks.list_event_tasks_as_member": [

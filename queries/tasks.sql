@@ -144,39 +144,49 @@ WITH RECURSIVE up (id, parent_id) AS (
 )
 SELECT EXISTS (SELECT 1 FROM up WHERE id = :task_id);
 
--- name: list_event_tasks_as_owner :many
--- One page of every task of an event, for its owner (GET /events/{id}/tasks), by id after
--- :after_id (the nil UUID for the first page), each row its task's API body rendered here (see
--- "Page bodies" above). The owner is maintainer of every task: a range on
--- tasks_event_id_id_key in id order; the rollup per row is index-only on tasks_parent_id_idx.
-SELECT t.id, row_to_json(body)::text AS body
-FROM tasks AS t
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(c.duration_minutes), 0) AS minutes FROM tasks AS c WHERE c.parent_id = t.id
-) AS allocated
-CROSS JOIN LATERAL (
-    SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
-        allocated.minutes AS allocated_minutes,
-        t.duration_minutes - allocated.minutes AS minutes_free,
-        t.completed,
-        CASE WHEN date_trunc('second', t.completed_at) = t.completed_at
-            THEN to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-            ELSE to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
-            AS completed_at,
-        t.created_by,
-        'maintainer' AS my_role,
-        CASE WHEN date_trunc('second', t.created_at) = t.created_at
-            THEN to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-            ELSE to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
-            AS created_at,
-        CASE WHEN date_trunc('second', t.updated_at) = t.updated_at
-            THEN to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-            ELSE to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
-            AS updated_at
-) AS body
-WHERE t.event_id = :event_id AND t.id > :after_id
-ORDER BY t.id
-LIMIT :max_rows;
+-- name: list_event_tasks_if_owner :many
+-- The event's owner, and when the caller is that owner one page of every task of the event
+-- (GET /events/{id}/tasks), by id after :after_id (the nil UUID for the first page), each
+-- row's body the task's API body rendered here (see "Page bodies" above): the owner's page
+-- and its access check in one statement. No row: no such event. Rows with a NULL id: the
+-- caller is not the owner (one row; the page is not read) or the page is empty. The event by
+-- events_pkey; the page a range on tasks_event_id_id_key in id order; the rollup per row is
+-- index-only on tasks_parent_id_idx. The owner is maintainer of every task.
+SELECT e.user_id AS owner_id, page.id, page.body
+FROM events AS e
+LEFT JOIN LATERAL (
+    SELECT t.id, row_to_json(body)::text AS body
+    FROM tasks AS t
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(c.duration_minutes), 0) AS minutes
+        FROM tasks AS c WHERE c.parent_id = t.id
+    ) AS allocated
+    CROSS JOIN LATERAL (
+        SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
+            allocated.minutes AS allocated_minutes,
+            t.duration_minutes - allocated.minutes AS minutes_free,
+            t.completed,
+            CASE WHEN date_trunc('second', t.completed_at) = t.completed_at
+                THEN to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                ELSE to_char(t.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            END AS completed_at,
+            t.created_by,
+            'maintainer' AS my_role,
+            CASE WHEN date_trunc('second', t.created_at) = t.created_at
+                THEN to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                ELSE to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            END AS created_at,
+            CASE WHEN date_trunc('second', t.updated_at) = t.updated_at
+                THEN to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                ELSE to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            END AS updated_at
+    ) AS body
+    WHERE e.user_id = :caller_id AND t.event_id = e.id AND t.id > :after_id
+    ORDER BY t.id
+    LIMIT :max_rows
+) AS page ON true
+WHERE e.id = :event_id
+ORDER BY page.id;
 
 -- name: list_event_tasks_as_member :many
 -- One page of the tasks of an event that a member (not the owner) can see, by id after

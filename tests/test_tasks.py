@@ -11,8 +11,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from server.http import encode_cursor
+
 from .conftest import TaskTree
-from .helpers import add_role, assert_problem, assert_uses_index, create_task
+from .helpers import add_role, assert_problem, assert_uses_index, create_event, create_task
 
 ACTORS = ("owner", "inherited", "maintainer", "collaborator", "outsider", "anonymous")
 
@@ -354,6 +356,31 @@ async def test_every_listed_task_is_its_get_body_for_every_reader(
     assert (mid["completed"], mid["completed_at"]) == (True, "2024-02-29T23:59:59.000001Z")
 
 
+async def test_an_empty_task_page_is_200_for_those_who_see_the_event_and_404_for_others(
+    client: Any, task_tree: TaskTree
+) -> None:
+    # The owner's page and its access check are one statement, a member's rows prove its
+    # role (issue 10): an empty page must still tell "nothing more" from "not yours".
+    beyond = encode_cursor({"id": str(uuid.UUID(int=2**128 - 1))})
+    url = f"/events/{task_tree.event_id}/tasks?cursor={beyond}"
+    for reader in ("owner", "inherited", "collaborator", "maintainer"):
+        response = await client.get(url, headers=task_tree.users[reader]["headers"])
+        assert response.status == 200, (reader, await response.text())
+        assert await response.json() == {"items": [], "next": None}
+    for reader in ("outsider", "newcomer"):
+        response = await client.get(url, headers=task_tree.users[reader]["headers"])
+        await assert_problem(response, 404)
+    owner = task_tree.users["owner"]
+    empty = await create_event(client, owner, title="Nothing planned")
+    assert await get(client, f"/events/{empty['id']}/tasks", owner) == {"items": [], "next": None}
+    response = await client.get(
+        f"/events/{empty['id']}/tasks", headers=task_tree.users["collaborator"]["headers"]
+    )
+    await assert_problem(response, 404)
+    response = await client.get(f"/events/{uuid.uuid4()}/tasks", headers=owner["headers"])
+    await assert_problem(response, 404)
+
+
 async def test_cycles_are_refused(client: Any, task_tree: TaskTree) -> None:
     owner, t = task_tree.users["owner"], task_tree.tasks
     for target in ("leaf", "mid", "root"):
@@ -657,6 +684,7 @@ async def assert_tree_plans(database_url: str, events_count: int) -> None:
         await conn.execute("ANALYZE")
         deep, member = tasks[-1]["id"], users[-1]  # not the owner of event
         event = events[1]
+        owner = await conn.fetchval("SELECT user_id FROM events WHERE id = $1", event)
         mid = await conn.fetchval(
             "SELECT task_id FROM task_members m JOIN tasks t ON t.id = m.task_id "
             "WHERE m.user_id = $1 AND t.event_id = $2 LIMIT 1",
@@ -672,8 +700,8 @@ async def assert_tree_plans(database_url: str, events_count: int) -> None:
                 "tasks_parent_id_idx",
             ),
             (
-                "tasks.list_event_tasks_as_owner",
-                {"event_id": event, "after_id": first, "max_rows": 51},
+                "tasks.list_event_tasks_if_owner",
+                {"event_id": event, "caller_id": owner, "after_id": first, "max_rows": 51},
                 "tasks_event_id_id_key",
             ),
             (

@@ -71,32 +71,35 @@ class TasksRepository:
             )
         )
 
-    async def list_visible(
-        self,
-        event_id: uuid.UUID,
-        caller_id: uuid.UUID,
-        after: uuid.UUID | None,
-        limit: int,
-        *,
-        as_owner: bool,
+    async def owner_page(
+        self, event_id: uuid.UUID, caller_id: uuid.UUID, after: uuid.UUID | None, limit: int
+    ) -> tuple[uuid.UUID, list[RenderedTask]] | None:
+        """The event's owner and, when that is the caller, a page of every task of the event
+        as their API bodies (empty otherwise); None when there is no such event. One
+        statement."""
+        rows = await self.db.many(
+            "tasks.list_event_tasks_if_owner",
+            event_id=event_id,
+            caller_id=caller_id,
+            after_id=after or FIRST,
+            max_rows=limit,
+        )
+        if not rows:
+            return None
+        return rows[0]["owner_id"], [RenderedTask.from_row(r) for r in rows if r["id"]]
+
+    async def member_page(
+        self, event_id: uuid.UUID, caller_id: uuid.UUID, after: uuid.UUID | None, limit: int
     ) -> list[RenderedTask]:
-        """A page of the event's tasks the caller sees, as their API bodies: all of them for
-        the owner, the subtrees of the caller's roles for anyone else (one statement each)."""
-        if as_owner:
-            rows = await self.db.many(
-                "tasks.list_event_tasks_as_owner",
-                event_id=event_id,
-                after_id=after or FIRST,
-                max_rows=limit,
-            )
-        else:
-            rows = await self.db.many(
-                "tasks.list_event_tasks_as_member",
-                event_id=event_id,
-                caller_id=caller_id,
-                after_id=after or FIRST,
-                max_rows=limit,
-            )
+        """A page of the tasks of the event that the subtrees of the caller's roles hold, as
+        their API bodies (the caller is not the owner). One statement."""
+        rows = await self.db.many(
+            "tasks.list_event_tasks_as_member",
+            event_id=event_id,
+            caller_id=caller_id,
+            after_id=after or FIRST,
+            max_rows=limit,
+        )
         return [RenderedTask.from_row(r) for r in rows]
 
     async def collaborators(
