@@ -352,6 +352,9 @@ def plan_params(name: str, ids: dict[str, Any]) -> list[tuple[str, dict[str, Any
             ("level-5 task, owner", {"task_id": deep, "caller_id": owner}),
             ("level-5 task, collaborator", {"task_id": deep, "caller_id": collab}),
         ],
+        "tasks.lock_task_access": [
+            ("level-5 task, collaborator", {"task_id": deep, "caller_id": collab}),
+        ],
         "tasks.task_is_in_subtree": [
             ("level-5 task under its level-3 ancestor", {"task_id": mid, "candidate_id": deep}),
         ],

@@ -53,6 +53,45 @@ FROM tasks AS t
 JOIN events AS e ON e.id = t.event_id
 WHERE t.id = :task_id;
 
+-- name: lock_task_access :one
+-- get_task_access, and the task's row locked (as lock_task) in the same statement: for POST
+-- /tasks, which locks the parent and reads its access facts, one round trip instead of two.
+-- The lock is taken as the row is read; if it had to wait, the statement's snapshot is older
+-- than the lock, so allocated_minutes may miss subtasks committed meanwhile: never check the
+-- duration rule against it; insert_task checks it again in a later statement, which sees them.
+-- The role and the event are as of the statement's start, as for any read. Indexes as
+-- get_task_access.
+WITH RECURSIVE path (id, parent_id) AS (
+    SELECT id, parent_id FROM tasks WHERE id = :task_id
+    UNION
+    SELECT up.id, up.parent_id
+    FROM path
+    CROSS JOIN LATERAL (
+        SELECT p.id, p.parent_id FROM tasks AS p WHERE p.id = path.parent_id OFFSET 0
+    ) AS up
+)
+SELECT t.id, t.event_id, t.parent_id, t.title, t.description, t.duration_minutes,
+    t.completed, t.completed_at, t.created_by, t.created_at, t.updated_at,
+    e.user_id AS owner_id,
+    CASE
+        WHEN e.user_id = :caller_id THEN 'maintainer'
+        ELSE (
+            SELECT CASE WHEN bool_or(m.role = 'maintainer') THEN 'maintainer'
+                        WHEN count(*) > 0 THEN 'collaborator' END
+            FROM path
+            CROSS JOIN LATERAL (
+                SELECT g.role FROM task_members AS g
+                WHERE g.task_id = path.id AND g.user_id = :caller_id OFFSET 0
+            ) AS m
+        )
+    END AS my_role,
+    (SELECT coalesce(sum(c.duration_minutes), 0) FROM tasks AS c WHERE c.parent_id = t.id)
+        AS allocated_minutes
+FROM tasks AS t
+JOIN events AS e ON e.id = t.event_id
+WHERE t.id = :task_id
+FOR NO KEY UPDATE OF t;
+
 -- name: lock_task :value
 -- Locks one task row until the transaction ends and returns its id (NULL: no such task).
 -- Taken on a parent before its subtasks' durations are checked and changed (create, update,
@@ -62,16 +101,28 @@ WHERE t.id = :task_id;
 SELECT id FROM tasks WHERE id = :task_id FOR NO KEY UPDATE;
 
 -- name: insert_task :one
--- Creates a task (POST /tasks), makes its creator a maintainer of it, and returns it as
--- get_task_access would for the creator (my_role maintainer: the role just granted;
--- allocated_minutes 0: no subtask yet) with member_ids, the users a role reaches it by (as
--- list_task_member_ids: the creator, the members of the parent and its ancestors, the event's
--- owner), in one statement instead of three. tasks_parent_fkey keeps the parent in the same
--- event. tasks_pkey, task_members_pkey; the parent's ancestors one tasks_pkey probe a step and
--- their members one task_members_pkey range each (both fenced); the owner by events_pkey.
+-- Creates a task (POST /tasks) if it fits in its parent's free minutes (the duration rule; no
+-- row when it does not: the caller holds the parent's lock, taken by an earlier statement, so
+-- this statement's snapshot has every sibling committed before it), makes its creator a
+-- maintainer of it, and returns it as get_task_access would for the creator (my_role
+-- maintainer: the role just granted; allocated_minutes 0: no subtask yet) with member_ids,
+-- the users a role reaches it by (as list_task_member_ids: the creator, the members of the
+-- parent and its ancestors, the event's owner), in one statement instead of three.
+-- tasks_parent_fkey keeps the parent in the same event. The fit: the parent by tasks_pkey,
+-- its subtasks' sum index-only on tasks_parent_id_idx. tasks_pkey, task_members_pkey; the
+-- parent's ancestors one tasks_pkey probe a step and their members one task_members_pkey
+-- range each (both fenced); the owner by events_pkey.
 WITH RECURSIVE created AS (
     INSERT INTO tasks (event_id, parent_id, title, description, duration_minutes, created_by)
-    VALUES (:event_id, :parent_id, :title, :description, :duration_minutes, :created_by)
+    SELECT :event_id::uuid, :parent_id::uuid, :title, :description, :duration_minutes::integer,
+        :created_by::uuid
+    WHERE :parent_id::uuid IS NULL OR :duration_minutes::integer <= (
+        SELECT p.duration_minutes - coalesce(
+            (SELECT sum(c.duration_minutes) FROM tasks AS c WHERE c.parent_id = p.id), 0
+        )
+        FROM tasks AS p
+        WHERE p.id = :parent_id
+    )
     RETURNING id, event_id, parent_id, title, description, duration_minutes, completed,
         completed_at, created_by, created_at, updated_at
 ), membership AS (

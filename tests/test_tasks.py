@@ -694,6 +694,12 @@ async def assert_tree_plans(database_url: str, events_count: int) -> None:
         first = uuid.UUID(int=0)
         for name, params, index in [
             ("tasks.get_task_access", {"task_id": deep, "caller_id": member}, "tasks_pkey"),
+            ("tasks.lock_task_access", {"task_id": deep, "caller_id": member}, "tasks_pkey"),
+            (
+                "tasks.lock_task_access",
+                {"task_id": deep, "caller_id": member},
+                "task_members_user_id_idx",
+            ),
             (
                 "tasks.get_task_access",
                 {"task_id": deep, "caller_id": member},

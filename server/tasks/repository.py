@@ -23,6 +23,14 @@ class TasksRepository:
             return None
         return TaskAccess(Task.from_row(row), row["owner_id"])
 
+    async def lock_access(self, task_id: uuid.UUID, caller_id: uuid.UUID) -> TaskAccess | None:
+        """As ``access``, and the row held until the transaction ends, in one statement. Its
+        allocated_minutes may predate the lock: check durations in a later statement."""
+        row = await self.db.one("tasks.lock_task_access", task_id=task_id, caller_id=caller_id)
+        if row is None:
+            return None
+        return TaskAccess(Task.from_row(row), row["owner_id"])
+
     async def lock(self, task_id: uuid.UUID) -> bool:
         """Hold the task row until the transaction ends; False when no such task."""
         return await self.db.value("tasks.lock_task", task_id=task_id) is not None
@@ -30,9 +38,10 @@ class TasksRepository:
     async def create(
         self, event_id: uuid.UUID, parent_id: uuid.UUID | None, creator_id: uuid.UUID,
         fields: dict[str, Any],
-    ) -> tuple[Task, set[uuid.UUID]]:  # fmt: skip
+    ) -> tuple[Task, set[uuid.UUID]] | None:  # fmt: skip
         """A new task, its creator made a maintainer of it: the task as the creator sees it,
-        and every user a role reaches it by (``member_ids``), from the one INSERT."""
+        and every user a role reaches it by (``member_ids``), from the one INSERT. None when
+        it does not fit in the parent's free minutes (hold the parent's lock first)."""
         row = await self.db.one(
             "tasks.insert_task",
             event_id=event_id,
@@ -42,7 +51,8 @@ class TasksRepository:
             duration_minutes=fields["duration_minutes"],
             created_by=creator_id,
         )
-        assert row is not None
+        if row is None:
+            return None
         return Task.from_row(row), set(row["member_ids"])
 
     async def update(self, task_id: uuid.UUID, changes: dict[str, Any], *, move: bool) -> None:

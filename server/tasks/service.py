@@ -100,21 +100,27 @@ def _notice(task: Task, action: str, actor_id: uuid.UUID) -> dict[str, Any]:
 async def do_create_task(work: Work, caller_id: uuid.UUID, fields: dict[str, Any]) -> Task:
     """A top-level task (the event's owner) or a subtask (a maintainer of the parent, under
     the parent's lock, within its free minutes); the creator becomes a maintainer of it. The
-    INSERT returns the task as the creator sees it and its members: BEGIN, the parent's lock,
-    its access read, the INSERT, the notifications (when anyone but the creator is reached)
-    and COMMIT."""
+    parent's lock and access facts are one statement, and the INSERT checks the duration rule
+    itself, after the lock, and returns the task as the creator sees it and its members:
+    BEGIN, the lock with the facts, the INSERT, the notifications (when anyone but the creator
+    is reached) and COMMIT."""
     tasks = TasksRepository(work.tx)
     event_id, parent_id = fields["event_id"], fields.get("parent_id")
     if parent_id is None:
         await access_event(work.tx, caller_id, event_id, Action.CREATE_TASK)
     else:
-        parent = (
-            await access_task(work.tx, caller_id, parent_id, Action.CREATE_SUBTASK, lock=True)
-        ).task
-        same_event(parent, event_id)
-        if fields["duration_minutes"] > parent.minutes_free:
-            raise too_long(parent.id, parent.minutes_free)
-    task, members = await tasks.create(event_id, parent_id, caller_id, fields)
+        found = await tasks.lock_access(parent_id, caller_id)
+        if found is None:
+            raise NotFound("no such task")
+        facts = TaskFacts(found.task.my_role)
+        enforce(task_decision(facts, Action.CREATE_SUBTASK), "task", Action.CREATE_SUBTASK)
+        same_event(found.task, event_id)
+    created = await tasks.create(event_id, parent_id, caller_id, fields)
+    if created is None:  # over the parent's free minutes, as they are now (under the lock)
+        assert parent_id is not None
+        parent = await _current(work.tx, parent_id, caller_id)
+        raise too_long(parent.id, parent.minutes_free)
+    task, members = created
     await work.notify(members, TASK_UPDATE, _notice(task, "created", caller_id), actor_id=caller_id)
     return task
 
