@@ -126,7 +126,11 @@ FROM deleted;
 -- One page of a story's thread (GET /stories/{id}/comments), oldest first, after position
 -- :after_position (0 for the first page), with the caller's role on the story's task in the
 -- same statement: no row when there is no such story; one row whose comment columns are NULL
--- when the page is empty or no role reaches the task (then no comment is read at all).
+-- when the page is empty or no role reaches the task (then no comment is read at all). Each
+-- comment comes as its API body, `rendered` (row_to_json), which the service sends as it is
+-- (server/comments/schemas.py comment_json writes the same body for one comment; a deleted
+-- one is its placeholder: body null; timestamps UTC, ".ffffff" only with a fraction of a
+-- second). tests/test_comments.py compares the two.
 -- stories_pkey, the role as get_comment_access finds it, then one range scan on
 -- comments_story_id_position_key.
 WITH RECURSIVE story AS (
@@ -150,13 +154,25 @@ WITH RECURSIVE story AS (
     JOIN tasks AS t ON t.id = s.task_id
     JOIN events AS e ON e.id = t.event_id
 )
-SELECT a.task_id, a.my_role, c.id, c.story_id, c.parent_id, c.position, c.author_id, c.body,
-    c.version, c.edited_at, c.deleted_at, c.created_at, c.updated_at
+SELECT a.task_id, a.my_role, c.id, c.position, c.rendered
 FROM access AS a
 LEFT JOIN LATERAL (
-    SELECT x.id, x.story_id, x.parent_id, x.position, x.author_id, x.body, x.version,
-        x.edited_at, x.deleted_at, x.created_at, x.updated_at
+    SELECT x.id, x.position, row_to_json(item)::text AS rendered
     FROM comments AS x
+    CROSS JOIN LATERAL (
+        SELECT x.id, x.story_id, x.parent_id, x.author_id,
+            CASE WHEN x.deleted_at IS NULL THEN x.body END AS body,
+            x.edited_at IS NOT NULL AS edited,
+            x.deleted_at IS NOT NULL AS deleted,
+            CASE WHEN date_trunc('second', x.created_at) = x.created_at
+                THEN to_char(x.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                ELSE to_char(x.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            END AS created_at,
+            CASE WHEN date_trunc('second', x.updated_at) = x.updated_at
+                THEN to_char(x.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                ELSE to_char(x.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            END AS updated_at
+    ) AS item
     WHERE a.my_role IS NOT NULL AND x.story_id = a.id AND x.position > :after_position
     ORDER BY x.position
     LIMIT :max_rows

@@ -9,12 +9,13 @@
 -- work table as a parameterized index scan. Without it the plan depends on table size: the
 -- planner guesses ~10 rows per recursion step, and against a small table (1,000 tasks) it picks
 -- a hash join over a seq scan of tasks at every step (issue 10).
--- Page bodies: the two statements behind GET /events/{id}/tasks return each task as the JSON
--- body API.md gives it (server/tasks/schemas.py task_json writes the same body for one task),
--- built by row_to_json, so the service sends a page of 200 tasks without decoding and encoding
--- 2,800 values (5 service CPU ms a page before). Timestamps as the service writes them: UTC,
--- "2024-01-15T10:00:00Z", with ".ffffff" (6 digits) only when there is a fraction of a second.
--- tests/test_tasks.py checks every listed body against GET /tasks/{id}.
+-- Page bodies: the two statements behind GET /events/{id}/tasks return each task, in
+-- `rendered`, as the JSON body API.md gives it (server/tasks/schemas.py task_json writes the
+-- same body for one task), built by row_to_json, so the service sends a page of 200 tasks
+-- without decoding and encoding 2,800 values (4-5 service CPU ms a page before). Timestamps
+-- as the service writes them: UTC, "2024-01-15T10:00:00Z", with ".ffffff" (6 digits) only
+-- when there is a fraction of a second. tests/test_tasks.py checks every listed body against
+-- GET /tasks/{id}; keep the keys, their order and the formats.
 
 -- name: get_task_access :one
 -- One task with everything an access decision and its body need, in one statement: the
@@ -198,15 +199,15 @@ SELECT EXISTS (SELECT 1 FROM up WHERE id = :task_id);
 -- name: list_event_tasks_if_owner :many
 -- The event's owner, and when the caller is that owner one page of every task of the event
 -- (GET /events/{id}/tasks), by id after :after_id (the nil UUID for the first page), each
--- row's body the task's API body rendered here (see "Page bodies" above): the owner's page
--- and its access check in one statement. No row: no such event. Rows with a NULL id: the
+-- task's API body in `rendered` (see "Page bodies" above): the owner's page and its access
+-- check in one statement. No row: no such event. Rows with a NULL id: the
 -- caller is not the owner (one row; the page is not read) or the page is empty. The event by
 -- events_pkey; the page a range on tasks_event_id_id_key in id order; the rollup per row is
 -- index-only on tasks_parent_id_idx. The owner is maintainer of every task.
-SELECT e.user_id AS owner_id, page.id, page.body
+SELECT e.user_id AS owner_id, page.id, page.rendered
 FROM events AS e
 LEFT JOIN LATERAL (
-    SELECT t.id, row_to_json(body)::text AS body
+    SELECT t.id, row_to_json(item)::text AS rendered
     FROM tasks AS t
     CROSS JOIN LATERAL (
         SELECT coalesce(sum(c.duration_minutes), 0) AS minutes
@@ -231,7 +232,7 @@ LEFT JOIN LATERAL (
                 THEN to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
                 ELSE to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
             END AS updated_at
-    ) AS body
+    ) AS item
     WHERE e.user_id = :caller_id AND t.event_id = e.id AND t.id > :after_id
     ORDER BY t.id
     LIMIT :max_rows
@@ -241,13 +242,13 @@ ORDER BY page.id;
 
 -- name: list_event_tasks_as_member :many
 -- One page of the tasks of an event that a member (not the owner) can see, by id after
--- :after_id, each row its task's API body rendered here (see "Page bodies" above): the
--- subtrees of the tasks the caller holds a role on, each task with the highest role reaching
--- it. Driven by what the caller sees, not by the event's size: the roots from
--- task_members_user_id_idx (their event checked by one probe each, fenced: index-only on
--- tasks_event_id_id_key (event_id, id), or tasks_pkey), walked down one tasks_parent_id_idx
--- range a step (fenced), the page's rows one tasks_pkey probe each (fenced); the rollup per
--- row is index-only on tasks_parent_id_idx.
+-- :after_id, each task's API body in `rendered` (see "Page bodies" above): the subtrees of
+-- the tasks the caller holds a role on, each task with the highest role reaching it. Driven
+-- by what the caller sees, not by the event's size: the roots from task_members_user_id_idx
+-- (their event checked by one probe each, fenced: index-only on tasks_event_id_id_key
+-- (event_id, id), or tasks_pkey), walked down one tasks_parent_id_idx range a step (fenced),
+-- the page's rows one tasks_pkey probe each (fenced); the rollup per row is index-only on
+-- tasks_parent_id_idx.
 WITH RECURSIVE reached (id, rank) AS (
     SELECT m.task_id, CASE m.role WHEN 'maintainer' THEN 2 ELSE 1 END
     FROM task_members AS m
@@ -266,7 +267,7 @@ WITH RECURSIVE reached (id, rank) AS (
 ), page AS (
     SELECT id, rank FROM visible WHERE id > :after_id ORDER BY id LIMIT :max_rows
 )
-SELECT t.id, row_to_json(body)::text AS body
+SELECT t.id, row_to_json(item)::text AS rendered
 FROM page AS p
 CROSS JOIN LATERAL (
     SELECT r.id, r.event_id, r.parent_id, r.title, r.description, r.duration_minutes,
@@ -295,7 +296,7 @@ CROSS JOIN LATERAL (
             THEN to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
             ELSE to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END
             AS updated_at
-) AS body
+) AS item
 ORDER BY t.id;
 
 -- name: list_task_collaborators :many

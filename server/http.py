@@ -182,11 +182,10 @@ def page_of(
 
 
 def rendered_page_response(
-    bodies: Sequence[str], limit: int, position: Mapping[str, Any] | None
+    bodies: Sequence[str], position: Mapping[str, Any] | None
 ) -> web.Response:
     """A page (as ``page``) whose items are JSON objects rendered elsewhere (by the
-    database), joined as they are: ``bodies`` holds at most ``limit`` of them, and
-    ``position`` the last one's when more follow."""
+    database), joined as they are; ``position`` is the last one's when more follow."""
     cursor = orjson.dumps(encode_cursor(position) if position else None).decode()
     text = '{"items":[' + ",".join(bodies) + '],"next":' + cursor + "}"
     return web.Response(body=text.encode(), content_type="application/json")

@@ -162,6 +162,56 @@ async def test_a_thread_keeps_the_places_and_replies_of_its_deleted_comments(
     assert [c["created_at"] for c in thread] == sorted(c["created_at"] for c in thread)
 
 
+async def test_every_listed_comment_is_its_get_body(
+    client: Any, task_tree: TaskTree, database_url: str
+) -> None:
+    # A thread's pages are rendered by PostgreSQL, a single comment by the service (issue
+    # 11): the two must agree value for value and key for key, for a plain, an edited, a
+    # deleted and an orphaned (author deleted) comment, odd text, and timestamps with and
+    # without a fraction of a second.
+    users, leaf = task_tree.users, task_tree.tasks["leaf"]["id"]
+    owner, collaborator = users["owner"], users["collaborator"]
+    story = await new_story(client, owner, leaf)
+    odd = 'Quote " backslash \\ tab\t new\nline \u00e9\u4e2d\U0001f600 \u2028 <b>x</b> \x01'
+    plain = await comment(client, owner, story["id"], odd)
+    edited = await comment(client, collaborator, story["id"], "first", plain["id"])
+    await put(client, collaborator, edited["id"], "second")
+    gone = await comment(client, collaborator, story["id"], "to be deleted")
+    await delete(client, collaborator, gone["id"])
+    orphan = await comment(client, users["maintainer"], story["id"], "by someone leaving")
+    maintainer = users["maintainer"]
+    left = await client.delete(f"/users/{maintainer['id']}", headers=maintainer["headers"])
+    assert left.status == 204, await left.text()
+    conn = await asyncpg.connect(database_url)
+    try:  # a whole second, a fraction with trailing zeros, one microsecond
+        await conn.execute(
+            "UPDATE comments SET created_at = '2024-01-15 10:00:00+00', "
+            "updated_at = '2024-01-15 10:00:00.12+00' WHERE id = $1",
+            uuid.UUID(plain["id"]),
+        )
+        await conn.execute(
+            "UPDATE comments SET updated_at = '2024-02-29 23:59:59.000001+00' WHERE id = $1",
+            uuid.UUID(edited["id"]),
+        )
+    finally:
+        await conn.close()
+    thread = await every_page(client, f"/stories/{story['id']}/comments", owner, 1)
+    assert [c["id"] for c in thread] == [plain["id"], edited["id"], gone["id"], orphan["id"]]
+    for item in thread:
+        alone = await get(client, f"/comments/{item['id']}", owner)
+        assert item == alone
+        assert list(item) == list(alone)  # the same keys in the same order
+    first, second, third, fourth = thread
+    assert (first["body"], first["created_at"], first["updated_at"]) == (
+        odd, "2024-01-15T10:00:00Z", "2024-01-15T10:00:00.120000Z",
+    )  # fmt: skip
+    assert (second["body"], second["edited"], second["updated_at"]) == (
+        "second", True, "2024-02-29T23:59:59.000001Z",
+    )  # fmt: skip
+    assert (third["body"], third["deleted"]) == (None, True)
+    assert (fourth["author_id"], fourth["body"]) == (None, "by someone leaving")
+
+
 async def test_the_history_keeps_creation_every_edit_and_the_deletion(
     client: Any, task_tree: TaskTree
 ) -> None:

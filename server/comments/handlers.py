@@ -6,7 +6,15 @@ from aiohttp import web
 
 from .. import keys
 from ..auth import caller
-from ..http import bad_cursor, decode_cursor, json_response, page_limit, page_of, path_uuid
+from ..http import (
+    bad_cursor,
+    decode_cursor,
+    json_response,
+    page_limit,
+    page_of,
+    path_uuid,
+    rendered_page_response,
+)
 from ..http import read_body as read_json_body
 from ..openapi import PAGE_QUERY, endpoint
 from ..work import writing_for
@@ -18,7 +26,6 @@ from .schemas import (
     CreateCommentSchema,
     UpdateCommentSchema,
     comment_json,
-    comment_position,
     version_json,
     version_position,
 )
@@ -130,4 +137,6 @@ async def list_story_comments(request: web.Request) -> web.Response:
     after = _after(request, MAX_POSITION)
     db = request.app[keys.db_key]
     found = await service.list_story_comments(db, caller(request).id, story_id, after, limit + 1)
-    return json_response(page_of(found, limit, comment_json, comment_position))
+    shown = found[:limit]
+    more = {"after": shown[-1].position} if len(found) > limit else None
+    return rendered_page_response([c.rendered for c in shown], more)

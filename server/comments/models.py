@@ -61,12 +61,27 @@ class CommentAccess:
 
 
 @dataclass(frozen=True, slots=True)
+class RenderedComment:
+    """A comment as its API body (what ``schemas.comment_json`` gives for a Comment: a
+    deleted one as its placeholder), rendered by queries/comments.sql list_story_comments so
+    that a page is passed through, not decoded and encoded again value by value."""
+
+    id: uuid.UUID
+    position: int
+    rendered: str  # one JSON object
+
+    @classmethod
+    def from_row(cls, row: Any) -> RenderedComment:
+        return cls(row["id"], row["position"], row["rendered"])
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadPage:
     """A page of a story's thread with what deciding access to it needs, read together."""
 
     task_id: uuid.UUID
     role: str | None  # the caller's role reaching the story's task; None: none (no comments)
-    comments: list[Comment]
+    comments: list[RenderedComment]
 
 
 @dataclass(frozen=True, slots=True)

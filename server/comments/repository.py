@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from ..db import Runner
-from .models import Comment, CommentAccess, CommentVersion, ThreadPage
+from .models import Comment, CommentAccess, CommentVersion, RenderedComment, ThreadPage
 
 
 class CommentsRepository:
@@ -82,7 +82,7 @@ class CommentsRepository:
         )
         if not rows:
             return None
-        comments = [Comment.from_row(r) for r in rows if r["id"] is not None]
+        comments = [RenderedComment.from_row(r) for r in rows if r["id"] is not None]
         return ThreadPage(rows[0]["task_id"], rows[0]["my_role"], comments)
 
     async def versions(self, comment_id: uuid.UUID, after: int, limit: int) -> list[CommentVersion]:

@@ -94,10 +94,6 @@ def comment_json(comment: Comment) -> dict[str, Any]:
     }
 
 
-def comment_position(comment: Comment) -> dict[str, int]:
-    return {"after": comment.position}
-
-
 def version_json(version: CommentVersion) -> dict[str, Any]:
     return {
         "version": version.version,

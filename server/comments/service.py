@@ -22,7 +22,15 @@ from ..policy import Action, CommentFacts, StoryFacts, comment_decision, enforce
 from ..stories.service import access_story
 from ..tasks.repository import TasksRepository
 from ..work import Work
-from .models import CREATED, DELETED, EDITED, Comment, CommentAccess, CommentVersion
+from .models import (
+    CREATED,
+    DELETED,
+    EDITED,
+    Comment,
+    CommentAccess,
+    CommentVersion,
+    RenderedComment,
+)
 from .repository import CommentsRepository
 
 COMMENT = "comment"
@@ -137,9 +145,9 @@ async def do_delete_comment(work: Work, caller_id: uuid.UUID, comment_id: uuid.U
 
 async def list_story_comments(
     db: Runner, caller_id: uuid.UUID, story_id: uuid.UUID, after: int, limit: int
-) -> list[Comment]:
-    """``limit`` comments of a story after position ``after``, oldest first, deleted ones
-    included (rendered as placeholders): access and page in one statement."""
+) -> list[RenderedComment]:
+    """``limit`` comments of a story after position ``after``, oldest first, as their API
+    bodies, deleted ones included (as placeholders): access and page in one statement."""
     page = await CommentsRepository(db).thread(story_id, caller_id, after, limit)
     if page is None:
         raise NotFound("no such story")

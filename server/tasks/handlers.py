@@ -174,7 +174,7 @@ async def list_event_tasks(request: web.Request) -> web.Response:
     found = await service.list_event_tasks(db, caller(request).id, event_id, after, limit + 1)
     shown = found[:limit]
     more = {"id": str(shown[-1].id)} if len(found) > limit else None
-    return rendered_page_response([t.body for t in shown], limit, more)
+    return rendered_page_response([t.rendered for t in shown], more)
 
 
 def _after(request: web.Request, key: str) -> uuid.UUID | None:

@@ -58,11 +58,11 @@ class RenderedTask:
     decoded and encoded again value by value."""
 
     id: uuid.UUID
-    body: str  # one JSON object
+    rendered: str  # one JSON object
 
     @classmethod
     def from_row(cls, row: Any) -> RenderedTask:
-        return cls(row["id"], row["body"])
+        return cls(row["id"], row["rendered"])
 
 
 @dataclass(frozen=True, slots=True)
